@@ -1,0 +1,208 @@
+"""The Kubernetes cluster the platform runs on: AKS with an SGX node pool, or an existing cluster."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import containerservice, resources
+
+from components.config import ClusterSettings
+
+SYSTEM_POOL_NAME = "system"
+SGX_POOL_NAME = "sgx"
+# Node label that marks the SGX pool; workloads that need enclaves select on it.
+SGX_POOL_LABEL = "confidential-vault/pool"
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    """Inputs of `ConfidentialCluster`."""
+
+    settings: ClusterSettings
+    environment: str
+    stack: str
+    owner: str | None = None
+    expires_at: datetime | None = None
+    protect: bool = False
+
+
+def azure_tags(args: ClusterArgs) -> dict[str, str]:
+    """Tags for every Azure resource of the stack: who owns it, what it is, and when it may go."""
+    tags = {**args.settings.tags, "environment": args.environment, "stack": args.stack}
+    if args.owner:
+        tags["owner"] = args.owner
+    if args.expires_at is not None:
+        tags["expires-at"] = args.expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return tags
+
+
+class ConfidentialCluster(pulumi.ComponentResource):
+    """An AKS cluster with the confcom SGX add-on and a DC-series User pool, plus its Kubernetes provider.
+
+    With `provider: existing` no Azure resource is created: the provider points at the given kubeconfig.
+    """
+
+    provider: k8s.Provider
+    kubeconfig: pulumi.Output[str]
+    sgx_pool: containerservice.AgentPool | None
+    """The SGX node pool; enclave workloads depend on it so they never wait on a pool that does not exist."""
+    sgx_node_selector: dict[str, str] | None
+    """Node selector for pods that need SGX; None on existing clusters, whose labels we do not know."""
+    cluster_name: pulumi.Output[str] | None
+    resource_group_name: pulumi.Output[str] | None
+    node_resource_group: pulumi.Output[str] | None
+    location: pulumi.Output[str] | None
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("confidential-vault:cluster:ConfidentialCluster", name, None, opts)
+        settings = args.settings
+
+        if settings.provider == "existing":
+            self.sgx_pool = None
+            self.sgx_node_selector = None
+            self.cluster_name = self.resource_group_name = self.node_resource_group = self.location = None
+            self.kubeconfig = (
+                pulumi.Output.secret(settings.kubeconfig.get_secret_value())
+                if settings.kubeconfig is not None
+                else pulumi.Output.from_input(settings.kubeconfig_path or "")
+            )
+            self.provider = k8s.Provider(
+                "kubernetes",
+                kubeconfig=self.kubeconfig,
+                context=settings.kubeconfig_context,
+                cluster_identifier=f"existing:{settings.kubeconfig_context or 'current-context'}",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.register_outputs({})
+            return
+
+        tags = azure_tags(args)
+        resource_group = resources.ResourceGroup(
+            "resource-group",
+            resource_group_name=settings.resource_group_name or f"cv-{args.stack}",
+            location=settings.location,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        managed_cluster = containerservice.ManagedCluster(
+            "aks",
+            resource_name_=f"aks-{args.stack}",
+            resource_group_name=resource_group.name,
+            location=resource_group.location,
+            dns_prefix=f"cv-{args.stack}",
+            kubernetes_version=settings.kubernetes_version,
+            identity=containerservice.ManagedClusterIdentityArgs(
+                type=containerservice.ResourceIdentityType.SYSTEM_ASSIGNED
+            ),
+            enable_rbac=True,
+            agent_pool_profiles=[
+                containerservice.ManagedClusterAgentPoolProfileArgs(
+                    name=SYSTEM_POOL_NAME,
+                    mode=containerservice.AgentPoolMode.SYSTEM,
+                    vm_size=settings.system_pool.vm_size,
+                    count=settings.system_pool.count,
+                    os_type=containerservice.OSType.LINUX,
+                    os_sku=containerservice.OSSKU.UBUNTU,
+                    type=containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
+                    orchestrator_version=settings.kubernetes_version,
+                    node_labels={SGX_POOL_LABEL: SYSTEM_POOL_NAME},
+                    tags=tags,
+                )
+            ],
+            network_profile=containerservice.ContainerServiceNetworkProfileArgs(
+                network_plugin=containerservice.NetworkPlugin.AZURE,
+                network_plugin_mode=containerservice.NetworkPluginMode.OVERLAY,
+                network_dataplane=containerservice.NetworkDataplane.CILIUM,
+                network_policy=containerservice.NetworkPolicy.CILIUM,
+                load_balancer_sku=containerservice.LoadBalancerSku.STANDARD,
+            ),
+            oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
+            security_profile=containerservice.ManagedClusterSecurityProfileArgs(
+                workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(enabled=True),
+            ),
+            auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
+                upgrade_channel=containerservice.UpgradeChannel.PATCH,
+                node_os_upgrade_channel=containerservice.NodeOSUpgradeChannel.NODE_IMAGE,
+            ),
+            api_server_access_profile=(
+                containerservice.ManagedClusterAPIServerAccessProfileArgs(
+                    authorized_ip_ranges=settings.authorized_ip_ranges
+                )
+                if settings.authorized_ip_ranges
+                else None
+            ),
+            addon_profiles={
+                "ACCSGXDevicePlugin": containerservice.ManagedClusterAddonProfileArgs(
+                    enabled=True,
+                    config={"ACCSGXQuoteHelperEnabled": "true" if settings.sgx_quote_helper else "false"},
+                )
+            },
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.protect,
+                # The SGX pool is a separate AgentPool; the API would otherwise report it as drift here
+                # and reject updates that list pools differently from the cluster's current set.
+                ignore_changes=["agentPoolProfiles"],
+            ),
+        )
+
+        sgx = settings.sgx_pool
+        self.sgx_pool = containerservice.AgentPool(
+            "sgx-pool",
+            agent_pool_name=SGX_POOL_NAME,
+            resource_group_name=resource_group.name,
+            resource_name_=managed_cluster.name,
+            mode=containerservice.AgentPoolMode.USER,
+            vm_size=sgx.vm_size,
+            count=sgx.count,
+            enable_auto_scaling=sgx.autoscaling,
+            min_count=sgx.min_count,
+            max_count=sgx.max_count,
+            os_type=containerservice.OSType.LINUX,
+            os_sku=containerservice.OSSKU.UBUNTU,
+            type=containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
+            orchestrator_version=settings.kubernetes_version,
+            node_labels={SGX_POOL_LABEL: SGX_POOL_NAME},
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.protect,
+                # The cluster autoscaler owns the node count once autoscaling is on.
+                ignore_changes=["count"] if sgx.autoscaling else None,
+            ),
+        )
+        self.sgx_node_selector = {SGX_POOL_LABEL: SGX_POOL_NAME}
+
+        credentials = containerservice.list_managed_cluster_user_credentials_output(
+            resource_group_name=resource_group.name,
+            resource_name=managed_cluster.name,
+        )
+        self.kubeconfig = pulumi.Output.secret(
+            credentials.kubeconfigs.apply(lambda kubeconfigs: base64.b64decode(kubeconfigs[0].value).decode())
+        )
+        self.provider = k8s.Provider(
+            "kubernetes",
+            kubeconfig=self.kubeconfig,
+            # Credentials rotate; only a new cluster should replace the Kubernetes resources.
+            cluster_identifier=managed_cluster.id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        self.cluster_name = managed_cluster.name
+        self.resource_group_name = resource_group.name
+        self.node_resource_group = managed_cluster.node_resource_group.apply(lambda group: group or "")
+        self.location = resource_group.location
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "resourceGroupName": self.resource_group_name,
+                "nodeResourceGroup": self.node_resource_group,
+                "kubeconfig": self.kubeconfig,
+            }
+        )

@@ -1,0 +1,37 @@
+"""Pytest fixtures over the mock harness in `harness.py`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import STACKS, ProgramRun, require_reference, run_program, stack_config
+
+
+@pytest.fixture(scope="session")
+def stack_runs() -> dict[str, ProgramRun]:
+    """One run of the program per `Pulumi.<stack>.yaml`, shared by the tests that only read it."""
+    runs = {}
+    for stack in STACKS:
+        config, secret_keys = stack_config(stack)
+        runs[stack] = run_program(config, stack=stack, secret_keys=secret_keys)
+    return runs
+
+
+@pytest.fixture
+def dev_config() -> dict[str, Any]:
+    """The dev stack's config, a fresh copy per test."""
+    return stack_config("dev")[0]
+
+
+@pytest.fixture
+def run() -> Callable[..., ProgramRun]:
+    return run_program
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    return require_reference()

@@ -1,0 +1,166 @@
+"""The ConfidentialCluster component, as the real program registers it."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from harness import FAKE_KUBECONFIG, ProgramRun, is_secret, run_program, with_overrides
+
+CLUSTER = "azure-native:containerservice:ManagedCluster"
+AGENT_POOL = "azure-native:containerservice:AgentPool"
+RESOURCE_GROUP = "azure-native:resources:ResourceGroup"
+K8S_PROVIDER = "pulumi:providers:kubernetes"
+COMPONENT = "confidential-vault:cluster:ConfidentialCluster"
+
+
+@pytest.fixture(scope="module")
+def dev_run(stack_runs: dict[str, ProgramRun]) -> ProgramRun:
+    return stack_runs["dev"]
+
+
+def test_sgx_add_on_with_exact_key_casing(dev_run: ProgramRun) -> None:
+    addons = dev_run.one(CLUSTER).inputs["addonProfiles"]
+    assert set(addons) == {"ACCSGXDevicePlugin"}
+    assert addons["ACCSGXDevicePlugin"] == {"enabled": True, "config": {"ACCSGXQuoteHelperEnabled": "false"}}
+
+
+def test_quote_helper_follows_config(dev_config: dict[str, Any]) -> None:
+    run = run_program(with_overrides(dev_config, {"cluster.sgxQuoteHelper": True}))
+    config = run.one(CLUSTER).inputs["addonProfiles"]["ACCSGXDevicePlugin"]["config"]
+    assert config == {"ACCSGXQuoteHelperEnabled": "true"}
+
+
+def test_system_pool_is_inline_general_purpose_and_only_pool(dev_run: ProgramRun) -> None:
+    profiles = dev_run.one(CLUSTER).inputs["agentPoolProfiles"]
+    assert len(profiles) == 1
+    system = profiles[0]
+    assert system["mode"] == "System"
+    assert system["name"] == "system"
+    assert system["vmSize"] == "Standard_D2s_v5"
+    assert system["count"] == 1
+    assert not system["vmSize"].startswith("Standard_DC")
+
+
+def test_sgx_pool_is_a_separate_user_agent_pool(dev_run: ProgramRun) -> None:
+    pool = dev_run.one(AGENT_POOL)
+    cluster = dev_run.one(CLUSTER)
+    assert pool.inputs["mode"] == "User"
+    assert pool.inputs["vmSize"] == "Standard_DC2s_v3"
+    assert pool.inputs["enableAutoScaling"] is True
+    assert (pool.inputs["count"], pool.inputs["minCount"], pool.inputs["maxCount"]) == (1, 1, 2)
+    assert pool.inputs["nodeLabels"] == {"confidential-vault/pool": "sgx"}
+    assert pool.inputs["resourceName"] == "aks-dev"
+    assert dev_run.depends_on(pool, cluster)
+    # The inline list would report the separate pool as drift: the cluster ignores it.
+    assert cluster.ignore_changes == ["agentPoolProfiles"]
+    # The autoscaler owns the count.
+    assert pool.ignore_changes == ["count"]
+
+
+def test_fixed_size_sgx_pool_has_no_autoscaler(dev_config: dict[str, Any]) -> None:
+    run = run_program(
+        with_overrides(dev_config, {"cluster.sgxPool": {"vmSize": "Standard_DC4s_v3", "count": 3}}),
+    )
+    pool = run.one(AGENT_POOL)
+    assert pool.inputs["enableAutoScaling"] is False
+    assert "minCount" not in pool.inputs
+    assert pool.inputs["count"] == 3
+    assert pool.ignore_changes == []
+
+
+def test_identity_network_and_security_profile(dev_run: ProgramRun) -> None:
+    inputs = dev_run.one(CLUSTER).inputs
+    assert inputs["identity"] == {"type": "SystemAssigned"}
+    assert inputs["enableRBAC"] is True
+    network = inputs["networkProfile"]
+    assert network["networkPlugin"] == "azure"
+    assert network["networkPolicy"] == "cilium"
+    assert inputs["oidcIssuerProfile"] == {"enabled": True}
+    assert inputs["securityProfile"] == {"workloadIdentity": {"enabled": True}}
+    assert inputs["autoUpgradeProfile"] == {"upgradeChannel": "patch", "nodeOSUpgradeChannel": "NodeImage"}
+    assert "apiServerAccessProfile" not in inputs
+
+
+def test_authorized_ip_ranges(dev_config: dict[str, Any]) -> None:
+    run = run_program(with_overrides(dev_config, {"cluster.authorizedIpRanges": ["198.51.100.0/24"]}))
+    assert run.one(CLUSTER).inputs["apiServerAccessProfile"] == {"authorizedIPRanges": ["198.51.100.0/24"]}
+
+
+def test_tags_on_every_azure_resource(dev_config: dict[str, Any]) -> None:
+    run = run_program(with_overrides(dev_config, {"cluster.tags": {"cost-center": "42"}}), stack="dev")
+    expected = {"environment": "dev", "stack": "dev", "owner": "platform-team", "cost-center": "42"}
+    azure = [r for r in run.registrations if r.type.startswith("azure-native:")]
+    assert {r.type for r in azure} == {RESOURCE_GROUP, CLUSTER, AGENT_POOL}
+    for resource in azure:
+        assert resource.inputs["tags"] == expected, resource.name
+
+
+def test_ephemeral_stack_tags_expiry(dev_config: dict[str, Any]) -> None:
+    config = with_overrides(dev_config, {"environment": "ephemeral", "expiresAt": "2026-11-24T01:30:00+01:00"})
+    run = run_program(config, stack="pr-17")
+    tags = run.one(CLUSTER).inputs["tags"]
+    assert tags["expires-at"] == "2026-11-24T00:30:00Z"
+    assert tags["environment"] == "ephemeral"
+    assert tags["stack"] == "pr-17"
+
+
+def test_resource_group_and_cluster_names_derive_from_the_stack(dev_run: ProgramRun) -> None:
+    assert dev_run.one(RESOURCE_GROUP).inputs["resourceGroupName"] == "cv-dev"
+    assert dev_run.one(RESOURCE_GROUP).inputs["location"] == "westeurope"
+    assert dev_run.one(CLUSTER).inputs["resourceName"] == "aks-dev"
+    assert dev_run.one(CLUSTER).inputs["dnsPrefix"] == "cv-dev"
+
+
+def test_kubeconfig_is_decoded_and_secret(dev_run: ProgramRun) -> None:
+    exported = dev_run.raw_outputs["kubeconfig"]
+    assert is_secret(exported)
+    assert exported["value"] == FAKE_KUBECONFIG
+    assert base64.b64encode(FAKE_KUBECONFIG.encode()).decode() not in str(dev_run.raw_outputs)
+
+
+def test_kubernetes_provider_uses_secret_kubeconfig_and_cluster_identifier(dev_run: ProgramRun) -> None:
+    provider = dev_run.one(K8S_PROVIDER)
+    assert is_secret(provider.raw_inputs["kubeconfig"])
+    assert provider.inputs["kubeconfig"] == FAKE_KUBECONFIG
+    cluster_id = provider.inputs["clusterIdentifier"]
+    assert cluster_id.endswith("/ManagedCluster/aks-dev")
+    assert dev_run.depends_on(provider, dev_run.one(CLUSTER))
+
+
+def test_children_are_parented_to_the_component(dev_run: ProgramRun) -> None:
+    component = dev_run.one(COMPONENT)
+    for type_ in (RESOURCE_GROUP, CLUSTER, AGENT_POOL, K8S_PROVIDER):
+        assert dev_run.one(type_).parent == component.urn, type_
+
+
+def test_prod_protects_cluster_and_sgx_pool(stack_runs: dict[str, ProgramRun]) -> None:
+    prod = stack_runs["prod"]
+    assert prod.one(CLUSTER).protect
+    assert prod.one(AGENT_POOL).protect
+    dev = stack_runs["dev"]
+    assert not dev.one(CLUSTER).protect
+    assert not dev.one(AGENT_POOL).protect
+
+
+def test_existing_cluster_registers_no_azure_resource(dev_config: dict[str, Any]) -> None:
+    config = with_overrides(
+        dev_config,
+        {"cluster": {"provider": "existing", "kubeconfigPath": "/home/ops/.kube/config", "kubeconfigContext": "kind"}},
+    )
+    run = run_program(config)
+    assert not [r for r in run.registrations if r.type.startswith("azure-native:")]
+    provider = run.one(K8S_PROVIDER)
+    assert provider.inputs["kubeconfig"] == "/home/ops/.kube/config"
+    assert provider.inputs["context"] == "kind"
+    assert "clusterName" not in run.outputs
+
+
+def test_existing_cluster_kubeconfig_content_stays_secret(dev_config: dict[str, Any]) -> None:
+    config = with_overrides(dev_config, {"cluster": {"provider": "existing", "kubeconfig": "secret-kubeconfig-text"}})
+    run = run_program(config, secret_keys=["confidential-vault:cluster"])
+    provider = run.one(K8S_PROVIDER)
+    assert is_secret(provider.raw_inputs["kubeconfig"])
+    assert is_secret(run.raw_outputs["kubeconfig"])

@@ -1,0 +1,295 @@
+"""Stack config validation: every rule, with the exact message an operator sees."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.config import SGX_EPC_MIB, ConfigError, Settings, load_settings
+from harness import PROJECT, run_failing, stack_config, with_overrides
+
+VALID: dict[str, Any] = {
+    "confidential-vault:environment": "dev",
+    "confidential-vault:domain": "dev.vault.example.org",
+    "confidential-vault:owner": "platform-team",
+    "confidential-vault:acme": {"email": "ops@example.org"},
+    "confidential-vault:vault": {"image": {"repository": "registry.example.org/ego-vault", "tag": "1.0"}},
+}
+
+
+def load(overrides: dict[str, Any] | None = None, secret_keys: tuple[str, ...] = ()) -> Settings:
+    config = with_overrides(VALID, overrides or {})
+    raw = {key: json.dumps(value) if isinstance(value, (dict, list)) else str(value) for key, value in config.items()}
+    return load_settings(raw, [f"{PROJECT}:{key}" for key in secret_keys])
+
+
+def problems(overrides: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load(overrides, secret_keys)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_minimal_config_gets_safe_defaults() -> None:
+    settings = load()
+    assert settings.cluster.provider == "aks"
+    assert settings.cluster.sgx_pool.vm_size in SGX_EPC_MIB
+    assert settings.vault.mode == "server"
+    assert settings.acme_server == "staging"
+    assert not settings.protected
+
+
+def test_prod_defaults_to_production_ca_and_protection() -> None:
+    settings = load({"environment": "prod"})
+    assert settings.acme_server == "production"
+    assert settings.protected
+
+
+def test_other_namespaces_are_ignored() -> None:
+    raw = {f"{PROJECT}:environment": "dev", f"{PROJECT}:domain": "a.example.org", "azure-native:location": "x"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(raw)
+    assert all("azure-native" not in str(problem) for problem in caught.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"environment": "staging"},
+            "confidential-vault:environment: is not a known value (got 'staging'; allowed: dev, prod or ephemeral)",
+        ),
+        (
+            {"domain": "Vault_Example"},
+            "confidential-vault:domain: is not a valid DNS name (got 'Vault_Example'; allowed: lower-case labels of "
+            "a-z, 0-9 and '-', at least two labels, at most 253 characters)",
+        ),
+        (
+            {"domain": "localhost"},
+            "confidential-vault:domain: is not a valid DNS name (got 'localhost'; allowed: lower-case labels of "
+            "a-z, 0-9 and '-', at least two labels, at most 253 characters)",
+        ),
+        ({"domain": None}, "confidential-vault:domain: is required"),
+        (
+            {"cluster.sgxPool.vmSize": "Standard_D4s_v5"},
+            "confidential-vault:cluster.sgxPool.vmSize: is not an SGX VM size (DCsv2, DCsv3 or DCdsv3, Gen2) "
+            f"(got 'Standard_D4s_v5'; allowed: {', '.join(SGX_EPC_MIB)})",
+        ),
+        (
+            {"cluster.systemPool.vmSize": "Standard_DC4s_v3"},
+            "confidential-vault:cluster.systemPool.vmSize: must not be an SGX size: the System pool runs add-ons on "
+            "general-purpose VMs (got 'Standard_DC4s_v3'; allowed: a general-purpose size, e.g. Standard_D4s_v5)",
+        ),
+        (
+            {"cluster.systemPool.vmSize": "D4s"},
+            "confidential-vault:cluster.systemPool.vmSize: is not an Azure VM size name (got 'D4s'; allowed: "
+            "e.g. Standard_D4s_v5)",
+        ),
+        (
+            {"cluster.systemPool.count": 0},
+            "confidential-vault:cluster.systemPool.count: input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            {"cluster.sgxPool.minCount": 3, "cluster.sgxPool.maxCount": 2},
+            "confidential-vault:cluster.sgxPool.minCount: is greater than maxCount (2) (got 3; allowed: 0..2)",
+        ),
+        (
+            {"cluster.sgxPool.count": 5, "cluster.sgxPool.minCount": 1, "cluster.sgxPool.maxCount": 3},
+            "confidential-vault:cluster.sgxPool.count: is outside the autoscaling bounds (got 5; allowed: 1..3)",
+        ),
+        (
+            {"cluster.sgxPool.minCount": 1},
+            "confidential-vault:cluster.sgxPool.maxCount: is required when the other autoscaling bound is set "
+            "(allowed: both minCount and maxCount, or neither)",
+        ),
+        (
+            {"cluster.kubernetesVersion": "v1.33"},
+            "confidential-vault:cluster.kubernetesVersion: is not a Kubernetes version (got 'v1.33'; allowed: "
+            "MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.33)",
+        ),
+        (
+            {"cluster.authorizedIpRanges": ["10.0.0.1/8"]},
+            "confidential-vault:cluster.authorizedIpRanges[0]: is not a valid CIDR range (10.0.0.1/8 has host bits "
+            "set) (got '10.0.0.1/8'; allowed: e.g. 203.0.113.0/24)",
+        ),
+        (
+            {"cluster.tags": {"owner": "someone"}},
+            'confidential-vault:cluster.tags: tag \'owner\' is set by the program (got {"owner": "someone"}; '
+            "allowed: any name except environment, stack, owner, expires-at)",
+        ),
+        (
+            {"cluster.sgxPol": {}},
+            "confidential-vault:cluster.sgxPol: unknown key (allowed: authorizedIpRanges, kubeconfig, "
+            "kubeconfigContext, kubeconfigPath, kubernetesVersion, location, provider, resourceGroupName, sgxPool, "
+            "sgxQuoteHelper, systemPool, tags)",
+        ),
+        (
+            {"clusterr": {}},
+            "confidential-vault:clusterr: unknown key (allowed: acme, argocd, cluster, dns, domain, edge, environment, "
+            "expiresAt, monitoring, owner, vault)",
+        ),
+        (
+            {"owner": None},
+            "confidential-vault:owner: is required for AKS stacks (Azure `owner` tag) (allowed: a team "
+            "or person, e.g. platform-team)",
+        ),
+        (
+            {"acme.email": None},
+            "confidential-vault:acme.email: is required (Let's Encrypt account contact) (allowed: name@domain)",
+        ),
+        (
+            {"acme.email": "ops"},
+            "confidential-vault:acme.email: is not an e-mail address (got 'ops'; allowed: name@domain)",
+        ),
+        (
+            {"vault": {}},
+            "confidential-vault:vault.image: is required: the signed EGo-Vault image (see images/ego-vault) "
+            "(allowed: {repository, tag or digest})",
+        ),
+        (
+            {"vault.image.tag": None},
+            "confidential-vault:vault.image: needs a tag or a digest (allowed: tag: <tag> or digest: sha256:<hex>)",
+        ),
+        (
+            {"expiresAt": "2026-12-01T00:00:00Z"},
+            "confidential-vault:expiresAt: only applies to ephemeral stacks (got 2026-12-01T00:00:00+00:00; "
+            "allowed: unset)",
+        ),
+        (
+            {"environment": "ephemeral"},
+            "confidential-vault:expiresAt: is required on ephemeral stacks (allowed: UTC ISO 8601 time, e.g. "
+            "2026-12-01T12:00:00Z)",
+        ),
+        (
+            {"environment": "ephemeral", "expiresAt": "2026-12-01T00:00:00"},
+            "confidential-vault:expiresAt: needs a time zone (got 2026-12-01T00:00:00; allowed: UTC ISO 8601 time, "
+            "e.g. 2026-12-01T12:00:00Z)",
+        ),
+        (
+            {"dns": {"zoneName": "other.org", "resourceGroupName": "dns"}},
+            "confidential-vault:dns.zoneName: does not contain the domain dev.vault.example.org (got 'other.org'; "
+            "allowed: dev.vault.example.org or a parent zone of it)",
+        ),
+        (
+            {"environment": "prod", "vault.mode": "dev"},
+            "confidential-vault:vault.mode: dev mode is refused on prod stacks (got 'dev'; allowed: server)",
+        ),
+        (
+            {"environment": "prod", "vault.sgx.simulation": True},
+            "confidential-vault:vault.sgx.simulation: simulation is refused on prod stacks (no SGX protection) "
+            "(got true; allowed: false)",
+        ),
+        (
+            {"cluster.sgxPool.vmSize": "Standard_DC2s_v2", "vault.epc": "64Mi"},
+            "confidential-vault:vault.epc: exceeds the EPC of one Standard_DC2s_v2 node (got '64Mi'; allowed: "
+            "at most 56Mi)",
+        ),
+        (
+            {"vault.epc": "64MB"},
+            "confidential-vault:vault.epc: is not a Kubernetes quantity (got '64MB'; allowed: e.g. 64Mi, 10Gi)",
+        ),
+    ],
+)
+def test_rule_reports_key_value_and_allowed(overrides: dict[str, Any], expected: str) -> None:
+    assert expected in problems(overrides)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(
+        {"cluster.sgxPool.vmSize": "Standard_D4s_v5", "cluster.systemPool.vmSize": "Standard_DC2s_v3", "owner": None}
+    )
+    assert [line.split(":")[1] for line in found] == ["cluster.sgxPool.vmSize", "cluster.systemPool.vmSize", "owner"]
+
+
+def test_epc_within_capacity_is_accepted() -> None:
+    settings = load({"cluster.sgxPool.vmSize": "Standard_DC2s_v2", "vault.epc": "56Mi"})
+    assert settings.cluster.sgx_pool.epc_mib == 56
+
+
+def test_simulation_skips_the_epc_capacity_check() -> None:
+    settings = load({"cluster.sgxPool.vmSize": "Standard_DC1s_v2", "vault.epc": "1Gi", "vault.sgx.simulation": True})
+    assert settings.vault.sgx.simulation
+
+
+def test_plaintext_secret_is_refused_and_never_echoed() -> None:
+    found = problems({"edge.dashboardPassword": "hunter2-plain"})
+    assert found == [
+        "confidential-vault:edge.dashboardPassword: is a secret but stored in plaintext; set it with "
+        "`pulumi config set --secret --path confidential-vault:edge.dashboardPassword` (got [hidden])"
+    ]
+    assert "hunter2-plain" not in " ".join(found)
+
+
+def test_secret_set_with_secret_flag_is_accepted() -> None:
+    settings = load({"edge.dashboardPassword": "hunter2-secret"}, secret_keys=("edge",))
+    assert settings.edge.dashboard_password is not None
+    assert settings.edge.dashboard_password.get_secret_value() == "hunter2-secret"
+    assert "hunter2-secret" not in repr(settings)
+
+
+def test_invalid_secret_value_is_masked() -> None:
+    found = problems({"argocd.adminPassword": 12345678}, secret_keys=("argocd",))
+    assert found == ["confidential-vault:argocd.adminPassword: input should be a valid string (got [secret])"]
+
+
+def test_unknown_key_in_secret_section_does_not_echo_value() -> None:
+    found = problems({"edge.dashbordPassword": "typo-secret-value"}, secret_keys=("edge",))
+    assert len(found) == 1
+    assert found[0].startswith("confidential-vault:edge.dashbordPassword: unknown key (allowed: ")
+    assert "typo-secret-value" not in found[0]
+
+
+def test_existing_cluster_needs_exactly_one_kubeconfig_source() -> None:
+    expected = (
+        "confidential-vault:cluster.kubeconfig: provider existing needs exactly one of kubeconfig (secret) or "
+        "kubeconfigPath (allowed: kubeconfig or kubeconfigPath)"
+    )
+    assert expected in problems({"cluster": {"provider": "existing"}})
+    both = {"cluster": {"provider": "existing", "kubeconfig": "k", "kubeconfigPath": "/k"}}
+    assert expected in problems(both, secret_keys=("cluster",))
+
+
+def test_existing_cluster_rejects_aks_only_settings() -> None:
+    found = problems({"cluster": {"provider": "existing", "kubeconfigPath": "/k", "sgxPool": {"count": 2}}})
+    assert found == [
+        "confidential-vault:cluster.sgxPool: only applies to provider aks (allowed: unset with provider existing)"
+    ]
+
+
+def test_aks_cluster_rejects_kubeconfig() -> None:
+    found = problems({"cluster.kubeconfigPath": "/home/me/.kube/config"})
+    assert found == [
+        "confidential-vault:cluster.kubeconfigPath: only applies to provider existing (got '/home/me/.kube/config'; "
+        "allowed: unset with provider aks)"
+    ]
+
+
+def test_program_stops_with_run_error_before_registering_anything(dev_config: dict[str, Any]) -> None:
+    broken = with_overrides(dev_config, {"cluster.sgxPool.vmSize": "Standard_B2s", "owner": None})
+    error, run = run_failing(broken)
+    assert isinstance(error, pulumi.RunError)
+    message = str(error)
+    assert "confidential-vault:cluster.sgxPool.vmSize: is not an SGX VM size" in message
+    assert "confidential-vault:owner: is required for AKS stacks" in message
+    # RunError is what the Pulumi CLI prints without a traceback; no chained exception behind it.
+    assert error.__cause__ is None
+    assert error.__suppress_context__
+    assert run.registrations == []
+
+
+def test_shape_errors_are_reported_before_cross_key_rules(dev_config: dict[str, Any]) -> None:
+    broken = with_overrides(dev_config, {"cluster.sgxPool.vmSize": "Standard_B2s", "domain": "Not A Domain"})
+    error, run = run_failing(broken)
+    assert "confidential-vault:domain: is not a valid DNS name (got 'Not A Domain'" in str(error)
+    assert run.registrations == []
+
+
+def test_shipped_stack_files_are_valid() -> None:
+    for stack in ("dev", "prod"):
+        config, secret_keys = stack_config(stack)
+        raw = {
+            key: json.dumps(value) if isinstance(value, (dict, list)) else str(value) for key, value in config.items()
+        }
+        assert load_settings(raw, secret_keys).environment == stack

@@ -1,0 +1,93 @@
+"""Stack-level checks: the real program for every Pulumi.<stack>.yaml, and the project files around it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.charts import ALL_CHARTS
+from components.config import Settings
+from harness import PROJECT, PROJECT_ROOT, STACKS, ProgramRun, fake_password, plaintext, stack_config
+
+
+def test_every_stack_file_is_exercised(stack_runs: dict[str, ProgramRun]) -> None:
+    assert {"dev", "prod"} <= set(STACKS)
+    assert set(stack_runs) == set(STACKS)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_registers_a_cluster_and_exports(stack: str, stack_runs: dict[str, ProgramRun]) -> None:
+    run = stack_runs[stack]
+    assert "confidential-vault:cluster:ConfidentialCluster" in run.types()
+    assert run.outputs["environment"] == stack_config(stack)[0][f"{PROJECT}:environment"]
+    assert "kubeconfig" in run.outputs
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_resource_sits_under_a_component(stack: str, stack_runs: dict[str, ProgramRun]) -> None:
+    run = stack_runs[stack]
+    components = {r.urn for r in run.registrations if not r.custom}
+    for registration in run.registrations:
+        if registration.custom:
+            assert registration.parent in components, f"{registration.type} {registration.name} is not in a component"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_secret_in_plaintext(stack: str, stack_runs: dict[str, ProgramRun]) -> None:
+    """Generated passwords and configured secrets appear only under secret markers: inputs and outputs."""
+    run = stack_runs[stack]
+    config, _ = stack_config(stack)
+    secrets = [fake_password(r.name) for r in run.of_type("random:index/randomPassword:RandomPassword")]
+    secrets += [value for value in json.dumps(config).split('"') if value.startswith("dummy-secret-")]
+    exposed = " ".join(plaintext(r.raw_inputs) for r in run.registrations) + plaintext(run.raw_outputs)
+    for secret in secrets:
+        assert secret not in exposed
+    assert "mytoken" not in exposed
+    assert "fake-kube-token" not in exposed
+
+
+def test_project_file() -> None:
+    project = yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == PROJECT
+    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
+    declared = project["config"]
+    assert declared, "top-level config keys are declared"
+    aliases = {field.alias or name: field for name, field in Settings.model_fields.items()}
+    for key, declaration in declared.items():
+        assert key in aliases, f"Pulumi.yaml declares unknown key {key}"
+        # Pulumi's project schema allows only these scalar types, and a type is mandatory.
+        assert declaration["type"] in {"string", "integer", "boolean", "array"}
+        assert declaration["description"]
+        # A declaration without a default makes the key required in every stack: only for required settings.
+        assert "default" in declaration or aliases[key].is_required(), key
+
+
+def test_readme_config_reference_is_current() -> None:
+    generated = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "config_reference.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert generated in readme, "run: python scripts/config_reference.py --write"
+
+
+def test_pinned_charts_match_the_reference(reference: Path) -> None:
+    index = json.loads((reference / "index.json").read_text())
+    for pin in ALL_CHARTS:
+        assert index["charts"][pin.chart]["version"] == pin.version, pin.chart
+        assert index["charts"][pin.chart]["repo"] == pin.repo, pin.chart
+
+
+def test_requirements_are_pinned() -> None:
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        for raw_line in (PROJECT_ROOT / name).read_text().splitlines():
+            requirement = raw_line.split("#")[0].strip()
+            if requirement and not requirement.startswith("-r"):
+                assert "==" in requirement or "~=" in requirement, f"{name}: {requirement} is not pinned"
