@@ -15,7 +15,7 @@ import json
 import os
 import runpy
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,14 +256,30 @@ def run_failing(
     return error, run
 
 
+def run_function(program: Callable[[], None], stack: str = "dev", preview: bool = False) -> ProgramRun:
+    """Run any function that creates resources (e.g. one component) under the same mocks and isolation."""
+    run, error = contextvars.Context().run(_run_isolated, {}, stack, [], preview, program)
+    if error is not None:
+        raise error
+    return run
+
+
 def _run(
     config: Mapping[str, Any], stack: str, secret_keys: list[str] | None, preview: bool
 ) -> tuple[ProgramRun, BaseException | None]:
-    return contextvars.Context().run(_run_isolated, dict(config), stack, secret_keys or [], preview)
+    return contextvars.Context().run(_run_isolated, dict(config), stack, secret_keys or [], preview, None)
+
+
+def _run_main() -> None:
+    runpy.run_path(str(PROJECT_ROOT / "__main__.py"), run_name="__main__")
 
 
 def _run_isolated(
-    config: dict[str, Any], stack: str, secret_keys: list[str], preview: bool
+    config: dict[str, Any],
+    stack: str,
+    secret_keys: list[str],
+    preview: bool,
+    program: Callable[[], None] | None,
 ) -> tuple[ProgramRun, BaseException | None]:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -274,12 +290,7 @@ def _run_isolated(
         pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
         settings.ROOT.set(None)  # run_in_stack creates the root stack, as the CLI's entrypoint does
         pulumi.runtime.set_all_config(encode_config(config), secret_keys)
-        main = str(PROJECT_ROOT / "__main__.py")
-
-        def program() -> None:
-            runpy.run_path(main, run_name="__main__")
-
-        loop.run_until_complete(run_in_stack(program))
+        loop.run_until_complete(run_in_stack(program or _run_main))
     except Exception as exception:
         error = exception
     finally:
@@ -334,21 +345,33 @@ def crd_schema(reference: Path, api_version: str, kind: str) -> dict[str, Any]:
 def validate_custom_resource(reference: Path, resource: Mapping[str, Any]) -> None:
     """Validate a custom resource (apiVersion, kind, metadata, spec) against its CRD's OpenAPI schema."""
     schema = crd_schema(reference, resource["apiVersion"], resource["kind"])
-    body = {key: value for key, value in resource.items() if key not in ("metadata",)}
-    jsonschema.validate(body, _openapi_to_jsonschema(schema))
+    jsonschema.validate(dict(resource), _openapi_to_jsonschema(schema))
+
+
+def custom_resource_body(registration: Registration) -> dict[str, Any]:
+    """A registered `CustomResource` as the object Kubernetes would receive (apiVersion, kind, metadata, spec…)."""
+    return {key: value for key, value in registration.inputs.items() if key not in ("__defaults",)}
 
 
 def _openapi_to_jsonschema(schema: Any) -> Any:
-    """Drop Kubernetes' x-kubernetes-* extensions, which jsonschema does not understand, and honour int-or-string."""
-    if isinstance(schema, dict):
-        if schema.get("x-kubernetes-int-or-string"):
-            return {"anyOf": [{"type": "integer"}, {"type": "string"}]}
-        return {
-            key: _openapi_to_jsonschema(value) for key, value in schema.items() if not key.startswith("x-kubernetes-")
-        }
+    """The CRD's OpenAPI schema as strict JSON Schema.
+
+    The API server silently prunes unknown fields, so a typo would deploy as "nothing": here an object
+    with declared `properties` rejects any other key unless the CRD preserves unknown fields.
+    """
     if isinstance(schema, list):
         return [_openapi_to_jsonschema(item) for item in schema]
-    return schema
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("x-kubernetes-int-or-string"):
+        return {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+    converted = {
+        key: _openapi_to_jsonschema(value) for key, value in schema.items() if not key.startswith("x-kubernetes-")
+    }
+    closed = "properties" in schema and "additionalProperties" not in schema
+    if closed and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        converted["additionalProperties"] = False
+    return converted
 
 
 def chart_values_file(reference: Path, chart: str, version: str) -> dict[str, Any]:
