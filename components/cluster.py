@@ -56,6 +56,10 @@ class ConfidentialCluster(pulumi.ComponentResource):
     resource_group_name: pulumi.Output[str] | None
     node_resource_group: pulumi.Output[str] | None
     location: pulumi.Output[str] | None
+    identity_principal_id: pulumi.Output[str] | None
+    """Principal id of the cluster's managed identity (for role assignments on resources outside the node group)."""
+    azure_tags: dict[str, str]
+    """Tags every Azure resource of the stack carries (empty on existing clusters)."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("confidential-vault:cluster:ConfidentialCluster", name, None, opts)
@@ -65,6 +69,8 @@ class ConfidentialCluster(pulumi.ComponentResource):
             self.sgx_pool = None
             self.sgx_node_selector = None
             self.cluster_name = self.resource_group_name = self.node_resource_group = self.location = None
+            self.identity_principal_id = None
+            self.azure_tags = {}
             self.kubeconfig = (
                 pulumi.Output.secret(settings.kubeconfig.get_secret_value())
                 if settings.kubeconfig is not None
@@ -80,7 +86,7 @@ class ConfidentialCluster(pulumi.ComponentResource):
             self.register_outputs({})
             return
 
-        tags = azure_tags(args)
+        tags = self.azure_tags = azure_tags(args)
         resource_group = resources.ResourceGroup(
             "resource-group",
             resource_group_name=settings.resource_group_name or f"cv-{args.stack}",
@@ -198,6 +204,9 @@ class ConfidentialCluster(pulumi.ComponentResource):
         self.resource_group_name = resource_group.name
         self.node_resource_group = managed_cluster.node_resource_group.apply(lambda group: group or "")
         self.location = resource_group.location
+        self.identity_principal_id = managed_cluster.identity.apply(
+            lambda identity: identity.principal_id if identity is not None else ""
+        )
         self.register_outputs(
             {
                 "clusterName": self.cluster_name,

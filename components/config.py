@@ -204,18 +204,29 @@ class AcmeSettings(_Section):
 
 
 class DnsSettings(_Section):
-    """An Azure DNS zone in which the program maintains the platform's A records."""
+    """An Azure DNS zone in which the program maintains the platform's A records (AKS stacks only)."""
 
     zone_name: DnsName = Field(description="DNS zone name; the stack domain must be in it.")
-    resource_group_name: str = Field(description="Resource group of the DNS zone.")
+    resource_group_name: Annotated[
+        str, _check(_RESOURCE_GROUP, "is not a valid resource group name", "1-90 of letters, digits, -._()")
+    ] = Field(description="Resource group of the DNS zone.")
+
+
+def _dashboard_password(value: SecretStr) -> SecretStr:
+    # bcrypt (>= 5) refuses passwords over 72 bytes; the dashboard faces the internet, so no short ones.
+    if not 12 <= len(value.get_secret_value().encode()) <= 72:
+        raise InvalidValueError("has the wrong length", "12 to 72 bytes")
+    return value
 
 
 class EdgeSettings(_Section):
     """Traefik: the single entry point and its dashboard."""
 
-    dashboard_user: str = Field(default="admin", min_length=1, description="BasicAuth user of the Traefik dashboard.")
-    dashboard_password: SecretStr | None = Field(
-        default=None, description="Dashboard password (--secret); generated if unset."
+    dashboard_user: Annotated[
+        str, _check(re.compile(r"^[^:\s]{1,64}$"), "is not a valid BasicAuth user", "1-64 characters, no ':' or spaces")
+    ] = Field(default="admin", description="BasicAuth user of the Traefik dashboard.")
+    dashboard_password: Annotated[SecretStr, AfterValidator(_dashboard_password)] | None = Field(
+        default=None, description="Dashboard password, 12-72 bytes (--secret); generated if unset."
     )
 
 
@@ -223,31 +234,74 @@ class MonitoringSettings(_Section):
     """kube-prometheus-stack: Prometheus, Alertmanager and Grafana."""
 
     enabled: bool = Field(default=True, description="Deploy the monitoring stack.")
+    grafana_admin_user: str = Field(default="admin", min_length=1, description="Grafana admin user name.")
     grafana_admin_password: SecretStr | None = Field(
         default=None, description="Grafana admin password (--secret); generated if unset."
     )
     prometheus_retention: Duration = Field(default="15d", description="How long Prometheus keeps samples.")
-    prometheus_storage_size: Quantity = Field(default="20Gi", description="Prometheus volume size.")
+    prometheus_storage_size: Quantity = Field(
+        default="20Gi", description="Prometheus volume size; samples are also dropped at 85% of it."
+    )
     grafana_storage_size: Quantity = Field(default="5Gi", description="Grafana volume size.")
+    storage_class: KubernetesName | None = Field(
+        default=None, description="Storage class of the Prometheus and Grafana volumes; unset means the default."
+    )
+
+
+# Argo CD clones over HTTPS or SSH; plain http:// and local paths are refused (no integrity, not reachable).
+_GIT_URL = re.compile(r"^(https://[^\s/]+/\S+|ssh://[^\s/]+/\S+|[\w.-]+@[\w.-]+:[^\s/]\S*)$")
+# Namespaces of the cluster and of the platform itself: GitOps applications must not deploy into them.
+PLATFORM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "argocd", "traefik", "monitoring", "vault")
+
+
+def _git_url(value: str) -> str:
+    # URLs with credentials pass here and are refused by `_argocd_problems`, which can hide them in the message.
+    if not _GIT_URL.match(value):
+        raise InvalidValueError(
+            "is not a Git repository URL",
+            "https://host/org/repo.git, git@host:org/repo.git or ssh://git@host/org/repo.git",
+        )
+    return value
+
+
+def _repo_path(value: str) -> str:
+    if value.startswith("/") or ".." in value.split("/"):
+        raise InvalidValueError("must be a path inside the repository", "a relative path without '..', e.g. apps/web")
+    return value
 
 
 class ArgoApplication(_Section):
     """One Argo CD Application managed by the program."""
 
-    name: KubernetesName = Field(description="Application name.")
-    repo_url: str = Field(alias="repoURL", min_length=1, description="Git repository URL.")
-    path: str = Field(default=".", description="Path inside the repository.")
-    target_revision: str = Field(default="HEAD", description="Branch, tag or commit.")
-    namespace: KubernetesName = Field(description="Destination namespace.")
+    name: KubernetesName = Field(description="Application name (unique).")
+    repo_url: Annotated[str, AfterValidator(_git_url)] = Field(
+        alias="repoURL", description="Git repository URL (https:// or SSH)."
+    )
+    path: Annotated[str, AfterValidator(_repo_path)] = Field(
+        default=".", min_length=1, description="Path inside the repository."
+    )
+    target_revision: str = Field(default="HEAD", min_length=1, description="Branch, tag or commit.")
+    namespace: KubernetesName = Field(description="Destination namespace (created on sync; not a platform namespace).")
     automated: bool = Field(default=True, description="Automated sync with prune and self-heal.")
+
+
+def _bcrypt_password(value: SecretStr) -> SecretStr:
+    # bcrypt ignores (bcrypt>=5: refuses) bytes beyond 72; 8 is the minimum of Argo CD's own password policy.
+    if not 8 <= len(value.get_secret_value().encode()) <= 72:
+        raise InvalidValueError("has the wrong length", "8 to 72 bytes")
+    return value
 
 
 class ArgoCdSettings(_Section):
     """Argo CD and the GitOps applications it manages."""
 
     enabled: bool = Field(default=True, description="Deploy Argo CD.")
-    admin_password: SecretStr | None = Field(default=None, description="Admin password (--secret); generated if unset.")
-    applications: list[ArgoApplication] = Field(default_factory=list, description="GitOps applications.")
+    admin_password: Annotated[SecretStr, AfterValidator(_bcrypt_password)] | None = Field(
+        default=None, description="Admin password (--secret, 8-72 bytes); generated if unset."
+    )
+    applications: list[ArgoApplication] = Field(
+        default_factory=list, description="GitOps applications, all in one AppProject limited to their namespaces."
+    )
 
 
 class VaultImage(_Section):
@@ -267,11 +321,16 @@ class VaultSgx(_Section):
     simulation: bool = Field(default=False, description="Run the enclave in simulation mode (no SGX; never on prod).")
 
 
+EnclaveMeasurement = Annotated[
+    str, _check(re.compile(r"^[0-9a-f]{64}$"), "is not an enclave measurement", "64 lower-case hex digits")
+]
+
+
 class VaultEnclave(_Section):
     """The enclave identity clients should expect (printed by the image build)."""
 
-    unique_id: str | None = Field(default=None, description="MRENCLAVE (`ego uniqueid`).")
-    signer_id: str | None = Field(default=None, description="MRSIGNER (`ego signerid`).")
+    unique_id: EnclaveMeasurement | None = Field(default=None, description="MRENCLAVE (`ego uniqueid`).")
+    signer_id: EnclaveMeasurement | None = Field(default=None, description="MRSIGNER (`ego signerid`).")
 
 
 class VaultSettings(_Section):
@@ -281,11 +340,18 @@ class VaultSettings(_Section):
         default="server", description="`server` (persistent) or `dev` (dev/ephemeral only)."
     )
     image: VaultImage | None = Field(default=None, description="The EGo-Vault image (required).")
-    epc: Quantity = Field(default="64Mi", description="Enclave page cache requested by the Vault pod.")
+    epc: Quantity = Field(
+        default="1536Mi",
+        description="Enclave page cache requested by the Vault pod: about the enclave's size (heap + binary).",
+    )
     sgx: VaultSgx = Field(default_factory=lambda: VaultSgx(), description="SGX options.")
     enclave: VaultEnclave = Field(default_factory=lambda: VaultEnclave(), description="Expected enclave identity.")
     storage_size: Quantity = Field(default="10Gi", description="Size of Vault's data volume.")
     injector: bool = Field(default=False, description="Deploy the Vault agent injector.")
+    client_namespaces: list[KubernetesName] = Field(
+        default_factory=list,
+        description="Namespaces whose pods may call Vault on port 8200 directly (besides Traefik and Prometheus).",
+    )
 
 
 class Settings(_Section):
@@ -436,6 +502,24 @@ def _render(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else repr(value)
 
 
+# Pydantic's own wording for type errors is written for developers; operators get these instead.
+_TYPE_MESSAGES: dict[str, tuple[str, str]] = {
+    "bool_parsing": ("is not a boolean", "true or false"),
+    "bool_type": ("is not a boolean", "true or false"),
+    "int_parsing": ("is not a whole number", "e.g. 3"),
+    "int_type": ("is not a whole number", "e.g. 3"),
+    "int_from_float": ("is not a whole number", "e.g. 3"),
+    "string_type": ("is not a string", "a quoted value"),
+    "list_type": ("is not a list", "a YAML list"),
+    "dict_type": ("is not a map", "a YAML mapping"),
+    "model_type": ("is not an object", "a YAML mapping of its keys"),
+    "model_attributes_type": ("is not an object", "a YAML mapping of its keys"),
+    "datetime_parsing": ("is not a time", "UTC ISO 8601, e.g. 2026-12-01T12:00:00Z"),
+    "datetime_from_date_parsing": ("is not a time", "UTC ISO 8601, e.g. 2026-12-01T12:00:00Z"),
+    "datetime_type": ("is not a time", "UTC ISO 8601, e.g. 2026-12-01T12:00:00Z"),
+}
+
+
 def _problem_from(detail: Mapping[str, Any], secret_top_level: set[str]) -> Problem:
     loc: tuple[str | int, ...] = tuple(detail["loc"])
     path = ".".join(str(part) if isinstance(part, str) else f"[{part}]" for part in loc).replace(".[", "[")
@@ -448,6 +532,9 @@ def _problem_from(detail: Mapping[str, Any], secret_top_level: set[str]) -> Prob
         return Problem(path, "unknown key", allowed=_allowed_keys(loc))
     if kind == "missing":
         return Problem(path, "is required")
+    if kind in _TYPE_MESSAGES:
+        message, allowed = _TYPE_MESSAGES[kind]
+        return Problem(path, message, got, allowed)
     if kind == "literal_error":
         return Problem(path, "is not a known value", got, ctx.get("expected", "").replace("'", ""))
     error = ctx.get("error")
@@ -512,11 +599,21 @@ def _semantic_problems(settings: Settings) -> list[Problem]:
             )
         )
 
+    problems += _monitoring_problems(settings)
     if cluster.provider == "aks":
         problems += _aks_problems(settings)
     else:
         problems += _existing_problems(cluster)
+    problems += _argocd_problems(settings)
 
+    problems += _edge_problems(settings)
+    problems += _vault_problems(settings)
+    return problems
+
+
+def _edge_problems(settings: Settings) -> list[Problem]:
+    """Let's Encrypt, DNS and Traefik rules that relate several keys."""
+    problems: list[Problem] = []
     if settings.acme.email is None:
         problems.append(Problem("acme.email", "is required (Let's Encrypt account contact)", allowed="name@domain"))
 
@@ -531,7 +628,22 @@ def _semantic_problems(settings: Settings) -> list[Problem]:
                     f"{settings.domain} or a parent zone of it",
                 )
             )
+        if settings.cluster.provider == "existing":
+            problems.append(
+                Problem(
+                    "dns",
+                    "needs cluster.provider aks: the records point at the static IP the program creates there",
+                    allowed="unset with provider existing (create the records listed in the dnsRecords output)",
+                )
+            )
+    return problems
 
+
+def _vault_problems(settings: Settings) -> list[Problem]:
+    """Vault rules that depend on the environment or on the cluster."""
+    problems: list[Problem] = []
+    env = settings.environment
+    cluster = settings.cluster
     vault = settings.vault
     if vault.image is None:
         problems.append(
@@ -635,6 +747,79 @@ def _aks_problems(settings: Settings) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _without_credentials(url: str) -> str | None:
+    """`url` with its secret user info (any on https, `user:password` on ssh) hidden, or None if it has none."""
+    scheme, separator, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    user_info, at, host = authority.rpartition("@")
+    if not separator or not at or (scheme != "https" and ":" not in user_info):
+        return None
+    return f"{scheme}://[hidden]@{host}{slash}{path}"
+
+
+def _argocd_problems(settings: Settings) -> list[Problem]:
+    """GitOps applications: unique names, allowed destinations, and an Argo CD to run them."""
+    argocd = settings.argocd
+    problems: list[Problem] = []
+    if argocd.applications and not argocd.enabled:
+        problems.append(
+            Problem(
+                "argocd.applications",
+                "needs Argo CD: applications are not deployed while argocd.enabled is false",
+                f"{len(argocd.applications)} application(s)",
+                "argocd.enabled: true, or no applications",
+            )
+        )
+    seen: dict[str, int] = {}
+    for index, application in enumerate(argocd.applications):
+        if application.name in seen:
+            problems.append(
+                Problem(
+                    f"argocd.applications[{index}].name",
+                    f"is already used by argocd.applications[{seen[application.name]}]",
+                    _render(application.name),
+                    "a name unique among the applications",
+                )
+            )
+        seen.setdefault(application.name, index)
+        redacted = _without_credentials(application.repo_url)
+        if redacted is not None:
+            problems.append(
+                Problem(
+                    f"argocd.applications[{index}].repoURL",
+                    "must not carry credentials (stack files are plaintext); add them as an Argo CD repository secret",
+                    _render(redacted),
+                    "https://host/org/repo.git",
+                )
+            )
+        if application.namespace in PLATFORM_NAMESPACES:
+            problems.append(
+                Problem(
+                    f"argocd.applications[{index}].namespace",
+                    "is a namespace of the platform; GitOps applications get their own",
+                    _render(application.namespace),
+                    f"any namespace except {', '.join(PLATFORM_NAMESPACES)}",
+                )
+            )
+    return problems
+
+
+def _monitoring_problems(settings: Settings) -> list[Problem]:
+    """Monitoring keys other than `enabled` do nothing while monitoring is disabled: say so, don't ignore them."""
+    monitoring = settings.monitoring
+    if monitoring.enabled:
+        return []
+    return [
+        Problem(
+            f"monitoring.{to_camel(name)}",
+            "only applies when monitoring is enabled",
+            "[hidden]" if name == "grafana_admin_password" else _render(getattr(monitoring, name)),
+            "unset with monitoring.enabled false",
+        )
+        for name in sorted(monitoring.model_fields_set - {"enabled"})
+    ]
 
 
 def _existing_problems(cluster: ClusterSettings) -> list[Problem]:

@@ -34,6 +34,8 @@ PROJECT = "confidential-vault"
 SECRET_SIG = rpc._special_sig_key
 SECRET_MARKER = rpc._special_secret_sig
 FAKE_PUBLIC_IP = "20.31.42.53"
+FAKE_PRINCIPAL_ID = "44444444-4444-4444-4444-444444444444"
+FAKE_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
 FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\nusers:\n- name: fake\n  user: {token: fake-kube-token}\n"
 
 
@@ -60,6 +62,7 @@ class FakeCloud(pulumi.runtime.Mocks):
             state["name"] = state.get("resourceName", args.name)
             state["nodeResourceGroup"] = f"MC_{state['name']}"
             state["oidcIssuerProfile"] = {"issuerURL": "https://oidc.example/issuer"}
+            state["identity"] = {**(state.get("identity") or {}), "principalId": FAKE_PRINCIPAL_ID}
         elif args.typ == "azure-native:network:PublicIPAddress":
             state["ipAddress"] = FAKE_PUBLIC_IP
             state["name"] = state.get("publicIpAddressName", args.name)
@@ -78,6 +81,13 @@ class FakeCloud(pulumi.runtime.Mocks):
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
             encoded = base64.b64encode(FAKE_KUBECONFIG.encode()).decode()
             return {"kubeconfigs": [{"name": "clusterUser", "value": encoded}]}, []
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {
+                "clientId": "11111111-1111-1111-1111-111111111111",
+                "objectId": "22222222-2222-2222-2222-222222222222",
+                "subscriptionId": FAKE_SUBSCRIPTION_ID,
+                "tenantId": "33333333-3333-3333-3333-333333333333",
+            }, []
         raise AssertionError(f"unexpected invoke {args.token}")
 
 
@@ -368,6 +378,10 @@ def _openapi_to_jsonschema(schema: Any) -> Any:
     converted = {
         key: _openapi_to_jsonschema(value) for key, value in schema.items() if not key.startswith("x-kubernetes-")
     }
+    pattern = converted.get("pattern")
+    if isinstance(pattern, str) and "(?i)" in pattern[1:]:
+        # Go's RE2 takes inline flags anywhere (PrometheusRule: `^(?i)(abort|warn)?$`); Python only at the start.
+        converted["pattern"] = "(?i)" + pattern.replace("(?i)", "", 1)
     closed = "properties" in schema and "additionalProperties" not in schema
     if closed and not schema.get("x-kubernetes-preserve-unknown-fields"):
         converted["additionalProperties"] = False

@@ -92,7 +92,8 @@ def test_authorized_ip_ranges(dev_config: dict[str, Any]) -> None:
 def test_tags_on_every_azure_resource(dev_config: dict[str, Any]) -> None:
     run = run_program(with_overrides(dev_config, {"cluster.tags": {"cost-center": "42"}}), stack="dev")
     expected = {"environment": "dev", "stack": "dev", "owner": "platform-team", "cost-center": "42"}
-    azure = [r for r in run.registrations if r.type.startswith("azure-native:")]
+    component = run.one(COMPONENT)
+    azure = [r for r in run.registrations if r.type.startswith("azure-native:") and r.parent == component.urn]
     assert {r.type for r in azure} == {RESOURCE_GROUP, CLUSTER, AGENT_POOL}
     for resource in azure:
         assert resource.inputs["tags"] == expected, resource.name

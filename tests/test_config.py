@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 from typing import Any
 
 import pulumi
 import pytest
 
-from components.config import SGX_EPC_MIB, ConfigError, Settings, load_settings
+from components.config import SGX_EPC_MIB, ConfigError, Settings, load_settings, load_stack_settings
 from harness import PROJECT, run_failing, stack_config, with_overrides
 
 VALID: dict[str, Any] = {
@@ -231,7 +232,7 @@ def test_secret_set_with_secret_flag_is_accepted() -> None:
 
 def test_invalid_secret_value_is_masked() -> None:
     found = problems({"argocd.adminPassword": 12345678}, secret_keys=("argocd",))
-    assert found == ["confidential-vault:argocd.adminPassword: input should be a valid string (got [secret])"]
+    assert found == ["confidential-vault:argocd.adminPassword: is not a string (got [secret]; allowed: a quoted value)"]
 
 
 def test_unknown_key_in_secret_section_does_not_echo_value() -> None:
@@ -293,3 +294,72 @@ def test_shipped_stack_files_are_valid() -> None:
             key: json.dumps(value) if isinstance(value, (dict, list)) else str(value) for key, value in config.items()
         }
         assert load_settings(raw, secret_keys).environment == stack
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"cluster.provider": "gke"},
+            "confidential-vault:cluster.provider: is not a known value (got 'gke'; allowed: aks or existing)",
+        ),
+        (
+            {"cluster.systemPool.count": 101},
+            "confidential-vault:cluster.systemPool.count: input should be less than or equal to 100 (got 101)",
+        ),
+        (
+            {"cluster.resourceGroupName": "rg with spaces"},
+            "confidential-vault:cluster.resourceGroupName: is not a valid resource group name (got 'rg with spaces'; "
+            "allowed: 1-90 of letters, digits, -._())",
+        ),
+        (
+            {"cluster.tags": {"a/b": "c"}},
+            'confidential-vault:cluster.tags: tag name \'a/b\' is not accepted by Azure (got {"a/b": "c"}; '
+            "allowed: 1-512 characters without <>%&\\?/)",
+        ),
+        (
+            {"environment": "ephemeral", "expiresAt": "tomorrow"},
+            "confidential-vault:expiresAt: is not a time (got 'tomorrow'; allowed: UTC ISO 8601, e.g. "
+            "2026-12-01T12:00:00Z)",
+        ),
+        (
+            {"monitoring.prometheusRetention": "two weeks"},
+            "confidential-vault:monitoring.prometheusRetention: is not a duration (got 'two weeks'; allowed: e.g. "
+            "15d, 12h, 4w)",
+        ),
+        (
+            {"vault.image.digest": "sha256:abc"},
+            "confidential-vault:vault.image.digest: is not an image digest (got 'sha256:abc'; allowed: "
+            "sha256:<64 hex digits>)",
+        ),
+        (
+            {"cluster.systemPool.count": "two"},
+            "confidential-vault:cluster.systemPool.count: is not a whole number (got 'two'; allowed: e.g. 3)",
+        ),
+        (
+            {"cluster.sgxPool": "big"},
+            "confidential-vault:cluster.sgxPool: is not an object (got 'big'; allowed: a YAML mapping of its keys)",
+        ),
+        (
+            {"cluster.sgxQuoteHelper": "maybe"},
+            "confidential-vault:cluster.sgxQuoteHelper: is not a boolean (got 'maybe'; allowed: true or false)",
+        ),
+    ],
+)
+def test_field_rules(overrides: dict[str, Any], expected: str) -> None:
+    assert expected in problems(overrides)
+
+
+def test_settings_from_the_cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Pulumi CLI hands config to the program in PULUMI_CONFIG / PULUMI_CONFIG_SECRET_KEYS."""
+    config = with_overrides(VALID, {"edge.dashboardPassword": "from-cli-secret"})
+    encoded = {key: json.dumps(value) if isinstance(value, dict) else value for key, value in config.items()}
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(encoded))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps([f"{PROJECT}:edge"]))
+    settings = contextvars.Context().run(load_stack_settings)
+    assert settings.domain == "dev.vault.example.org"
+    assert settings.edge.dashboard_password is not None
+
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
+    with pytest.raises(pulumi.RunError, match=r"edge\.dashboardPassword: is a secret but stored in plaintext"):
+        contextvars.Context().run(load_stack_settings)

@@ -1,0 +1,276 @@
+"""Operations: the GitHub workflows (pinned actions, minimal permissions, prod never deployed without a
+person) and the state-backend bootstrap script.
+
+`actionlint` (in .ci/run) checks workflow syntax and expressions; these tests check the project's own rules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness import PROJECT_ROOT, STACKS
+
+WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
+OURS = ("ci", "preview", "deploy", "ephemeral", "reap")
+_PIN = re.compile(r"^(v\d+(\.\d+){0,2}|[0-9a-f]{40})$")
+_WRITE_COMMANDS = {"up", "update", "destroy", "refresh", "import"}
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((WORKFLOWS / f"{name}.yml").read_text())
+
+
+def triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
+    """The `on:` map (PyYAML reads the bare key `on` as the boolean True)."""
+    on: Any = workflow["on"] if "on" in workflow else workflow[True]
+    return {on: None} if isinstance(on, str) else {str(key): value for key, value in on.items()}
+
+
+def all_workflows() -> list[Path]:
+    return sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
+
+
+def steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(job id, job, step) for every step."""
+    return [(job_id, job, step) for job_id, job in workflow["jobs"].items() for step in job.get("steps", [])]
+
+
+def pulumi_steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    return [entry for entry in steps(workflow) if entry[2].get("uses", "").startswith("pulumi/actions@")]
+
+
+def test_our_workflows_exist() -> None:
+    for name in OURS:
+        assert (WORKFLOWS / f"{name}.yml").is_file(), name
+
+
+@pytest.mark.parametrize("path", all_workflows(), ids=lambda path: path.name)
+def test_every_action_is_pinned(path: Path) -> None:
+    workflow = yaml.safe_load(path.read_text())
+    uses = [step["uses"] for _, _, step in steps(workflow) if "uses" in step]
+    uses += [job["uses"] for job in workflow["jobs"].values() if "uses" in job]
+    for reference in uses:
+        if reference.startswith("./"):
+            continue  # an action in this repository, versioned with it
+        assert "@" in reference, f"{path.name}: {reference} has no version"
+        ref = reference.rsplit("@", 1)[1]
+        assert ref not in ("main", "master", "latest", "HEAD"), f"{path.name}: {reference} follows a branch"
+        assert _PIN.match(ref), f"{path.name}: {reference} is not pinned to a version tag or commit SHA"
+
+
+def test_each_action_has_one_version_across_our_workflows() -> None:
+    versions: dict[str, set[str]] = {}
+    for name in OURS:
+        for _, _, step in steps(load(name)):
+            if "@" in step.get("uses", ""):
+                action, ref = step["uses"].rsplit("@", 1)
+                versions.setdefault(action, set()).add(ref)
+    assert versions, "no actions found"
+    mixed = {action: refs for action, refs in versions.items() if len(refs) > 1}
+    assert not mixed, f"actions pinned to different versions: {mixed}"
+
+
+@pytest.mark.parametrize("path", all_workflows(), ids=lambda path: path.name)
+def test_permissions_are_explicit_and_minimal(path: Path) -> None:
+    workflow = yaml.safe_load(path.read_text())
+    permissions = workflow.get("permissions")
+    assert isinstance(permissions, dict), f"{path.name}: needs a top-level permissions map"
+    for job_id, job in workflow["jobs"].items():
+        assert isinstance(job.get("permissions", {}), dict), f"{path.name}:{job_id}: permissions must be a map"
+    for scope, level in permissions.items():
+        assert level in ("read", "write", "none"), f"{path.name}: {scope}: {level}"
+    # Nothing here pushes code, releases or touches issues beyond PR comments.
+    assert permissions.get("contents") in ("read", None)
+
+
+def test_preview_comments_a_diff_for_every_long_lived_stack() -> None:
+    workflow = load("preview")
+    assert set(triggers(workflow)) == {"pull_request"}
+    assert workflow["permissions"] == {"contents": "read", "pull-requests": "write", "id-token": "write"}
+    assert "github.event.pull_request.number" in workflow["concurrency"]["group"]
+    [(_, job, step)] = pulumi_steps(workflow)
+    assert set(job["strategy"]["matrix"]["stack"]) == set(STACKS)
+    inputs = step["with"]
+    assert inputs["command"] == "preview"
+    assert inputs["stack-name"] == "${{ matrix.stack }}"
+    assert inputs["comment-on-pr"] is True
+    assert inputs["diff"] is True
+    assert "secrets.PULUMI_BACKEND_URL" in inputs["cloud-url"]
+
+
+def test_pulumi_jobs_log_in_to_azure_through_oidc() -> None:
+    for name in ("preview", "deploy", "ephemeral", "reap"):
+        workflow = load(name)
+        assert workflow["permissions"].get("id-token") == "write", name
+        for job_id, job in workflow["jobs"].items():
+            env = {**workflow.get("env", {}), **job.get("env", {})}
+            assert env.get("ARM_USE_OIDC") == "true", f"{name}:{job_id}"
+            for key in ("ARM_CLIENT_ID", "ARM_TENANT_ID", "ARM_SUBSCRIPTION_ID"):
+                assert env[key].startswith("${{ vars."), f"{name}:{job_id}: {key} comes from a repository variable"
+            assert env["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+            assert any(step.get("uses", "").startswith("azure/login@") for step in job["steps"]), f"{name}:{job_id}"
+            assert all("client-secret" not in step.get("with", {}) for step in job["steps"])
+
+
+def test_workflows_install_the_pulumi_cli_of_the_sdk_pin() -> None:
+    sdk = re.search(r"^pulumi==(\S+)$", (PROJECT_ROOT / "requirements.txt").read_text(), re.MULTILINE)
+    assert sdk is not None
+    for name in ("preview", "deploy", "ephemeral", "reap"):
+        for _, _, step in pulumi_steps(load(name)):
+            assert step["with"]["pulumi-version"] == sdk.group(1), name
+
+
+def test_prod_is_never_deployed_automatically() -> None:
+    """A write command on prod runs only from a manual dispatch, behind the `prod` environment's reviewers."""
+    checked = 0
+    for path in all_workflows():
+        workflow = yaml.safe_load(path.read_text())
+        for job_id, job, step in pulumi_steps(workflow):
+            command = step.get("with", {}).get("command")
+            stack = str(step.get("with", {}).get("stack-name", ""))
+            if command not in _WRITE_COMMANDS or "prod" not in stack:
+                continue
+            checked += 1
+            where = f"{path.name}:{job_id}"
+            environment = job.get("environment")
+            environment = environment.get("name") if isinstance(environment, dict) else environment
+            assert environment == "prod", f"{where}: prod deploys go through the `prod` environment"
+            assert "github.event_name == 'workflow_dispatch'" in job.get("if", ""), f"{where}: not manual-only"
+            assert "refs/heads/main" in job["if"], f"{where}: prod deploys only from main"
+    assert checked == 1, "exactly one job deploys prod"
+
+
+def test_deploy_updates_dev_on_pushes_to_main() -> None:
+    workflow = load("deploy")
+    assert triggers(workflow)["push"] == {"branches": ["main"]}
+    assert "workflow_dispatch" in triggers(workflow)
+    ups = {step["with"]["stack-name"]: (job_id, job) for job_id, job, step in pulumi_steps(workflow)}
+    assert set(ups) == {"dev", "prod"}
+    _, job = ups["dev"]
+    assert "github.event_name == 'push'" in job["if"]
+    for _, job in ups.values():
+        assert job["concurrency"]["cancel-in-progress"] is False  # an interrupted `up` leaves a locked stack
+
+
+def test_ci_fetches_reference_data_before_running_the_project_ci() -> None:
+    workflow = load("ci")
+    assert {"push", "pull_request"} <= set(triggers(workflow))
+    [job] = workflow["jobs"].values()
+    runs = [step.get("run", "") for step in job["steps"]]
+    uses = [step.get("uses", "") for step in job["steps"]]
+    assert any(action.startswith("azure/setup-helm@") for action in uses)
+    fetch = next(index for index, run in enumerate(runs) if "scripts/fetch_reference.py" in run)
+    ci = next(index for index, run in enumerate(runs) if "bash .ci/run" in run)
+    assert fetch < ci
+    assert 'CV_REFERENCE_DIR=$RUNNER_TEMP/reference" >> "$GITHUB_ENV"' in runs[fetch]
+    assert '"$RUNNER_TEMP/reference"' in runs[fetch]
+
+
+def test_ci_script_lints_workflows_before_the_tests() -> None:
+    script = (PROJECT_ROOT / ".ci" / "run").read_text()
+    assert "actionlint" in script
+    assert script.index("actionlint") < script.index("python -m pytest")
+
+
+def test_ephemeral_workflow_creates_on_label_and_destroys_on_close_or_unlabel() -> None:
+    workflow = load("ephemeral")
+    assert set(triggers(workflow)["pull_request"]["types"]) >= {"labeled", "unlabeled", "closed", "synchronize"}
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    assert "pull_request.number" in workflow["concurrency"]["group"]
+    assert workflow["env"]["STACK"] == "pr-${{ github.event.pull_request.number }}"
+    up, destroy = workflow["jobs"]["up"], workflow["jobs"]["destroy"]
+    assert "deploy-preview" in up["if"]
+    assert "'closed'" in destroy["if"]
+    assert "'unlabeled'" in destroy["if"]
+    up_runs = " ".join(step.get("run", "") for step in up["steps"])
+    destroy_runs = " ".join(step.get("run", "") for step in destroy["steps"])
+    assert 'tools.ephemeral up "$STACK"' in up_runs
+    assert 'tools.ephemeral destroy "$STACK"' in destroy_runs
+    assert "tools/pr-comment.sh" in up_runs
+    assert (PROJECT_ROOT / "tools" / "pr-comment.sh").is_file()
+    for job in (up, destroy):  # fork PRs get no secrets; nothing to do for them
+        assert "head.repo.full_name == github.repository" in job["if"]
+
+
+def test_reap_runs_on_a_schedule() -> None:
+    workflow = load("reap")
+    assert triggers(workflow)["schedule"]
+    [job] = workflow["jobs"].values()
+    assert any("tools.ephemeral" in step.get("run", "") for step in job["steps"])
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+
+
+# --- scripts/bootstrap-backend.sh, against a fake `az` that records its calls ---------------------------------
+
+FAKE_AZ = """#!/usr/bin/env bash
+printf '%s\\n' "$*" >> "$AZ_LOG"
+case "$*" in
+    "ad signed-in-user show"*) echo 11111111-aaaa-bbbb-cccc-000000000001 ;;
+    "storage account show"*) echo /subscriptions/s/storageAccounts/x ;;
+    "keyvault show"*) echo /subscriptions/s/vaults/v ;;
+esac
+"""
+
+
+def run_bootstrap(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir(exist_ok=True)
+    (fake_bin / "az").write_text(FAKE_AZ)
+    (fake_bin / "az").chmod(0o755)
+    log = tmp_path / "az.log"
+    log.write_text("")
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "AZ_LOG": str(log)}
+    result = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / "bootstrap-backend.sh"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    return result, log.read_text().splitlines()
+
+
+def test_bootstrap_creates_a_locked_down_account_and_prints_the_backend_url(tmp_path: Path) -> None:
+    result, calls = run_bootstrap(tmp_path, "cvstate123", "--assignee", "22222222-ci")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "azblob://state?storage_account=cvstate123\n"
+    [create] = [call for call in calls if call.startswith("storage account create")]
+    for flag in ("--allow-blob-public-access false", "--allow-shared-key-access false", "--min-tls-version TLS1_2"):
+        assert flag in create
+    assert any("--enable-versioning true" in call for call in calls)
+    grants = [call for call in calls if call.startswith("role assignment create")]
+    assert len(grants) == 2
+    assert any("11111111-aaaa-bbbb-cccc-000000000001" in call for call in grants)
+    assert any("22222222-ci" in call for call in grants)
+    assert any(call.startswith("storage container create --name state --account-name cvstate123") for call in calls)
+    assert not any(call.startswith("keyvault") for call in calls)
+
+
+def test_bootstrap_with_a_key_vault_prints_the_secrets_provider(tmp_path: Path) -> None:
+    result, calls = run_bootstrap(tmp_path, "cvstate123", "--key-vault", "cv-pulumi", "--container", "pulumi")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "azblob://pulumi?storage_account=cvstate123\n"
+    assert "azurekeyvault://cv-pulumi.vault.azure.net/keys/pulumi" in result.stderr
+    assert any(call.startswith("keyvault key create --vault-name cv-pulumi --name pulumi") for call in calls)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("Bad_Name",), "must be 3-24 lower-case letters and digits"),
+        (("cvstate123", "--frobnicate"), "unknown option --frobnicate"),
+        ((), "scripts/bootstrap-backend.sh <storage account>"),
+    ],
+)
+def test_bootstrap_rejects_bad_input_before_calling_azure(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    result, calls = run_bootstrap(tmp_path, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert calls == []
