@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-import bcrypt
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components.charts import ARGO_CD, deep_merge, load_values
 from components.config import ArgoApplication, ArgoCdSettings
-from components.passwords import configured_or_generated
+from components.passwords import configured_or_generated, stable_bcrypt_hash
 from components.routes import Backend, EdgeRouting, RouteRule, ingress_route
 
 NAMESPACE = "argocd"
@@ -22,14 +18,9 @@ RELEASE_NAME = "argocd"
 PROJECT_NAME = "gitops"
 APPLICATION_API_VERSION = "argoproj.io/v1alpha1"
 IN_CLUSTER = "https://kubernetes.default.svc"
-# Argo CD's own cost factor (Go's bcrypt.DefaultCost), so the hash matches what `argocd account update-password` writes.
-BCRYPT_ROUNDS = 10
 # With it, deleting an Application (removing it from the config) also deletes what it deployed.
 CASCADE_FINALIZER = "resources-finalizer.argocd.argoproj.io"
 GRPC_MATCH = "Header(`Content-Type`, `application/grpc`)"
-
-_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_BCRYPT_BASE64 = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 @dataclass(frozen=True)
@@ -42,19 +33,6 @@ class ArgoCdArgs:
     routing: EdgeRouting
     provider: k8s.Provider
     """The cluster's Kubernetes provider."""
-
-
-def bcrypt_salt(seed: str, rounds: int = BCRYPT_ROUNDS) -> bytes:
-    """A bcrypt salt (`$2a$<rounds>$<22 chars>`) derived from `seed`: the same seed always gives the same salt."""
-    raw = hashlib.sha256(seed.encode()).digest()[:16]
-    # bcrypt's base64 is standard base64 with another alphabet; 16 bytes are exactly 22 characters unpadded.
-    encoded = base64.b64encode(raw).decode().rstrip("=").translate(str.maketrans(_BASE64, _BCRYPT_BASE64))
-    return f"$2a${rounds:02d}${encoded}".encode()
-
-
-def admin_password_hash(password: str, salt_seed: str) -> str:
-    """The bcrypt hash Argo CD expects in `admin.password`, stable for a given password and salt seed."""
-    return bcrypt.hashpw(password.encode(), bcrypt_salt(salt_seed)).decode()
 
 
 def server_service(values: dict[str, Any]) -> Backend:
@@ -124,18 +102,7 @@ class ArgoCd(pulumi.ComponentResource):
         self.url = f"https://{args.host}"
 
         self.admin_password = configured_or_generated("admin-password", args.settings.admin_password, parent=self)
-        # bcrypt salts randomly, which would change the hash, argocd-secret and the release on every run.
-        # The salt comes from a per-stack random value kept in Pulumi state instead: still random and not
-        # derivable from the password (a salt derived from the password alone gives equal hashes for equal
-        # passwords everywhere), and stable until the state is lost.
-        salt_seed = random.RandomPassword(
-            "admin-password-salt", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
-        )
-        password_hash = pulumi.Output.secret(
-            pulumi.Output.all(self.admin_password, salt_seed.result).apply(
-                lambda secrets: admin_password_hash(secrets[0], secrets[1])
-            )
-        )
+        password_hash = stable_bcrypt_hash("admin-password", self.admin_password, parent=self)
 
         self.namespace = k8s.core.v1.Namespace(
             NAMESPACE, metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE), opts=child

@@ -6,13 +6,9 @@ Traefik terminates TLS with certificates from the `letsencrypt` resolver and red
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import bcrypt
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import authorization, dns, network
@@ -20,7 +16,7 @@ from pulumi_azure_native import authorization, dns, network
 from components.charts import TRAEFIK, deep_merge, load_values
 from components.cluster import ConfidentialCluster
 from components.config import AcmeSettings, DnsSettings, EdgeSettings, Settings
-from components.passwords import configured_or_generated
+from components.passwords import configured_or_generated, stable_bcrypt_hash
 from components.routes import Backend, EdgeRouting, RouteRule, ingress_route
 
 NAMESPACE = "traefik"
@@ -41,12 +37,7 @@ METRICS_PORT_NAME = "metrics"
 LOAD_BALANCER_RESOURCE_GROUP = "service.beta.kubernetes.io/azure-load-balancer-resource-group"
 # Azure built-in role "Network Contributor".
 NETWORK_CONTRIBUTOR_ROLE = "4d97b98b-1d4f-4787-a291-c67834d212e7"
-# Traefik checks the hash on every dashboard request (the dashboard polls its API): cost 10 (~60 ms) keeps
-# brute force expensive without making the dashboard sluggish.
-BCRYPT_ROUNDS = 10
 DNS_RECORD_TTL = 300
-_STANDARD_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_BCRYPT_B64 = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 @dataclass(frozen=True)
@@ -115,20 +106,6 @@ def traefik_values(
             "annotations": {LOAD_BALANCER_RESOURCE_GROUP: load_balancer_resource_group},
         }
     return deep_merge(base, computed)
-
-
-def htpasswd_line(user: str, password: str, context: str) -> str:
-    """`user:<bcrypt hash>` for Traefik's BasicAuth, with a salt derived from the password and `context`.
-
-    bcrypt normally draws a random salt, which would give a new hash, hence a changed Secret, on every
-    `pulumi up`. Here the 16 salt bytes are HMAC-SHA256(password, context + user): the same password
-    always yields the same line (no churn), a new password a new salt, and the same password on two
-    stacks (different `context`) two unrelated hashes. The salt is as unpredictable as the password.
-    """
-    digest = hmac.new(password.encode(), f"confidential-vault/{context}/{user}".encode(), hashlib.sha256).digest()
-    encoded_salt = base64.b64encode(digest[:16])[:22].translate(bytes.maketrans(_STANDARD_B64, _BCRYPT_B64))
-    salt = b"$2y$%02d$" % BCRYPT_ROUNDS + encoded_salt
-    return f"{user}:{bcrypt.hashpw(password.encode(), salt).decode()}"
 
 
 def relative_record_name(host: str, zone: str) -> str:
@@ -258,11 +235,10 @@ class Edge(pulumi.ComponentResource):
     def _dashboard(self, args: EdgeArgs) -> None:
         """traefik.<domain>: `/dashboard` and `/api` of `api@internal`, behind BasicAuth."""
         provider = self._kubernetes_provider
-        users = pulumi.Output.secret(
-            self.dashboard_password.apply(
-                lambda password: htpasswd_line(self.dashboard_user, password, context=f"{args.stack}/traefik-dashboard")
-            )
+        password_hash = stable_bcrypt_hash(
+            "traefik-dashboard-password", self.dashboard_password, parent=self, variant="2y"
         )
+        users = pulumi.Output.secret(password_hash.apply(lambda hashed: f"{self.dashboard_user}:{hashed}"))
         # Helm creates the namespace, so the Secret and the Middleware wait for the release.
         secret = k8s.core.v1.Secret(
             "dashboard-auth",

@@ -16,7 +16,7 @@ import pytest
 from components.charts import TRAEFIK
 from components.cluster import ClusterArgs, ConfidentialCluster
 from components.config import ConfigError, load_settings
-from components.edge import Edge, EdgeArgs, htpasswd_line, relative_record_name
+from components.edge import Edge, EdgeArgs, relative_record_name
 from harness import (
     FAKE_PRINCIPAL_ID,
     FAKE_PUBLIC_IP,
@@ -347,16 +347,6 @@ def test_password_and_hash_never_in_plaintext(stack_runs: dict[str, ProgramRun])
 
 def test_hash_is_stable_across_runs(dev_config: dict[str, Any], stack_runs: dict[str, ProgramRun]) -> None:
     assert dashboard_users(run_program(dev_config)) == dashboard_users(stack_runs["dev"])
-
-
-def test_hash_changes_with_password_and_context() -> None:
-    line = htpasswd_line("admin", "a-long-password-1", "dev/traefik-dashboard")
-    assert line == htpasswd_line("admin", "a-long-password-1", "dev/traefik-dashboard")
-    assert line != htpasswd_line("admin", "a-long-password-2", "dev/traefik-dashboard")
-    other_stack = htpasswd_line("admin", "a-long-password-1", "prod/traefik-dashboard")
-    assert line.split("$")[3][:22] != other_stack.split("$")[3][:22]  # different salt
-    assert bcrypt.checkpw(b"a-long-password-1", line.split(":", 1)[1].encode())
-    assert not bcrypt.checkpw(b"a-long-password-2", line.split(":", 1)[1].encode())
 
 
 def test_dashboard_route_and_middleware(
