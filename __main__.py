@@ -38,6 +38,7 @@ if settings.monitoring.enabled:
             host=settings.host("grafana"),
             routing=edge.routing,
             provider=cluster.provider,
+            vault_alerts=settings.vault.exposes_metrics,
         ),
     )
     edge.add_service_monitor(monitoring.crds)

@@ -353,6 +353,11 @@ class VaultSettings(_Section):
         description="Namespaces whose pods may call Vault on port 8200 directly (besides Traefik and Prometheus).",
     )
 
+    @property
+    def exposes_metrics(self) -> bool:
+        """Only the server has Prometheus telemetry; the dev server's metrics need a token."""
+        return self.mode == "server"
+
 
 class Settings(_Section):
     """The whole stack configuration under the `confidential-vault:` namespace."""

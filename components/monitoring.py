@@ -48,6 +48,8 @@ class MonitoringArgs:
     """Public host name of Grafana, e.g. `grafana.<domain>`."""
     routing: EdgeRouting
     provider: k8s.Provider
+    vault_alerts: bool = True
+    """Whether Vault is scraped (server mode); without metrics its alerts would fire for as long as it runs."""
 
 
 def dashboard_files() -> dict[str, dict[str, Any]]:
@@ -165,6 +167,8 @@ class Monitoring(pulumi.ComponentResource):
 
         # Rules need the PrometheusRule CRD, i.e. the release, and nothing else.
         for stem, spec in alert_files().items():
+            if stem == "vault" and not args.vault_alerts:
+                continue
             k8s.apiextensions.CustomResource(
                 f"alerts-{stem}",
                 api_version=PROMETHEUS_RULE_API_VERSION,

@@ -160,7 +160,7 @@ class EgoVault(pulumi.ComponentResource):
         in_cluster = pulumi.ResourceOptions(parent=self, provider=provider)
         monitoring_enabled = args.monitoring_crds is not None
         # The dev server has no Prometheus telemetry configured: a ServiceMonitor would only record failures.
-        service_monitor = monitoring_enabled and settings.mode == "server"
+        service_monitor = monitoring_enabled and settings.exposes_metrics
 
         self.namespace = k8s.core.v1.Namespace(
             "vault",

@@ -420,6 +420,14 @@ def test_epc_selectors_use_kube_state_metrics_naming(source: str, expr: str) -> 
 # --- alert rules ----------------------------------------------------------------------------------
 
 
+def test_vault_alerts_only_when_vault_is_scraped(dev_config: dict[str, Any]) -> None:
+    dev_mode = run_program(with_overrides(dev_config, {"vault.mode": "dev"}))
+    assert "alerts-vault" not in {r.name for r in dev_mode.of_type(RULE)}
+    assert {"alerts-sgx", "alerts-certificates"} <= {r.name for r in dev_mode.of_type(RULE)}
+    server_mode = run_program(dev_config)
+    assert "alerts-vault" in {r.name for r in server_mode.of_type(RULE)}
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_rules_are_conformant_prometheus_rules(reference: Path, stack_runs: dict[str, ProgramRun], stack: str) -> None:
     run = stack_runs[stack]
