@@ -65,6 +65,7 @@ vault = EgoVault(
         sgx_pool=cluster.sgx_pool,
         sgx_node_selector=cluster.sgx_node_selector,
         monitoring_crds=monitoring.crds if monitoring is not None else None,
+        image_pull_access=cluster.image_pull_access,
         protect=settings.protected,
     ),
 )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_azure_native import containerservice, resources
+from pulumi_azure_native import authorization, containerservice, resources
 
 from components.config import ClusterSettings
 
@@ -16,6 +18,8 @@ SYSTEM_POOL_NAME = "system"
 SGX_POOL_NAME = "sgx"
 # Node label that marks the SGX pool; workloads that need enclaves select on it.
 SGX_POOL_LABEL = "confidential-vault/pool"
+# Azure built-in role "AcrPull".
+ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,11 @@ def azure_tags(args: ClusterArgs) -> dict[str, str]:
     return tags
 
 
+def _kubelet_object_id(profiles: Mapping[str, Any] | None) -> str:
+    kubelet = (profiles or {}).get("kubeletidentity")
+    return (kubelet.object_id if kubelet is not None else None) or ""
+
+
 class ConfidentialCluster(pulumi.ComponentResource):
     """An AKS cluster with the confcom SGX add-on and a DC-series User pool, plus its Kubernetes provider.
 
@@ -56,6 +65,8 @@ class ConfidentialCluster(pulumi.ComponentResource):
     resource_group_name: pulumi.Output[str] | None
     node_resource_group: pulumi.Output[str] | None
     location: pulumi.Output[str] | None
+    image_pull_access: list[authorization.RoleAssignment]
+    """AcrPull grants of the kubelet identity on `cluster.acrPullRegistryIds`; pods of private images wait for them."""
     identity_principal_id: pulumi.Output[str] | None
     """Principal id of the cluster's managed identity (for role assignments on resources outside the node group)."""
     azure_tags: dict[str, str]
@@ -70,6 +81,7 @@ class ConfidentialCluster(pulumi.ComponentResource):
             self.sgx_node_selector = None
             self.cluster_name = self.resource_group_name = self.node_resource_group = self.location = None
             self.identity_principal_id = None
+            self.image_pull_access = []
             self.azure_tags = {}
             self.kubeconfig = (
                 pulumi.Output.secret(settings.kubeconfig.get_secret_value())
@@ -199,6 +211,24 @@ class ConfidentialCluster(pulumi.ComponentResource):
             cluster_identifier=managed_cluster.id,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+        # Nodes pull images with the kubelet identity, which exists only once the cluster does: the program
+        # grants it, so a private registry works on the first `pulumi up`.
+        kubelet_object_id = managed_cluster.identity_profile.apply(_kubelet_object_id)
+        self.image_pull_access = [
+            authorization.RoleAssignment(
+                f"acr-pull-{registry_id.rstrip('/').split('/')[-1].lower()}",
+                principal_id=kubelet_object_id,
+                principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+                role_definition_id=(
+                    f"/subscriptions/{registry_id.split('/')[2]}/providers/Microsoft.Authorization/"
+                    f"roleDefinitions/{ACR_PULL_ROLE}"
+                ),
+                scope=registry_id,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for registry_id in settings.acr_pull_registry_ids
+        ]
 
         self.cluster_name = managed_cluster.name
         self.resource_group_name = resource_group.name

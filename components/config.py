@@ -45,7 +45,12 @@ SGX_EPC_MIB: dict[str, int] = {
 _SGX_SIZE_PATTERN = re.compile(r"^standard_dc\d+d?s?_v[23]$", re.IGNORECASE)
 _VM_SIZE_PATTERN = re.compile(r"^Standard_[A-Za-z0-9_]+$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_K8S_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+_K8S_VERSION = re.compile(r"^\d+\.\d+$")
+_ACR_ID = re.compile(
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[^/]+/providers/Microsoft\.ContainerRegistry/registries/"
+    r"[A-Za-z0-9]{5,50}$",
+    re.IGNORECASE,
+)
 _QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti)$")
 _DURATION = re.compile(r"^\d+(ms|s|m|h|d|w|y)$")
 _EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -171,15 +176,33 @@ class ClusterSettings(_Section):
     ) = Field(default=None, description="Resource group to create; default `cv-<stack>`.")
     kubernetes_version: (
         Annotated[
-            str, _check(_K8S_VERSION, "is not a Kubernetes version", "MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.33")
+            str,
+            _check(
+                _K8S_VERSION,
+                "is not a Kubernetes minor version (patches come from the auto-upgrade channel)",
+                "MAJOR.MINOR, e.g. 1.33",
+            ),
         ]
         | None
-    ) = Field(default=None, description="Kubernetes version; unset means the AKS default.")
+    ) = Field(default=None, description="Kubernetes minor version; unset means the AKS default.")
     system_pool: SystemPool = Field(default_factory=lambda: SystemPool(), description="System node pool.")
     sgx_pool: SgxPool = Field(default_factory=lambda: SgxPool(), description="SGX node pool.")
     sgx_quote_helper: bool = Field(default=False, description="Enable the SGX quote helper of the confcom add-on.")
     authorized_ip_ranges: list[Annotated[str, AfterValidator(_cidr)]] = Field(
         default_factory=list, description="CIDRs allowed to reach the API server; empty means any."
+    )
+    acr_pull_registry_ids: list[
+        Annotated[
+            str,
+            _check(
+                _ACR_ID,
+                "is not an Azure Container Registry resource ID",
+                "/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.ContainerRegistry/registries/<name>",
+            ),
+        ]
+    ] = Field(
+        default_factory=list,
+        description="Container registries (resource IDs) the nodes may pull from, e.g. the EGo-Vault image's ACR.",
     )
     tags: Annotated[dict[str, str], AfterValidator(_tags)] = Field(
         default_factory=dict, description="Extra Azure tags for every resource."
@@ -846,6 +869,7 @@ def _existing_problems(cluster: ClusterSettings) -> list[Problem]:
         "authorized_ip_ranges",
         "tags",
         "location",
+        "acr_pull_registry_ids",
     )
     for name in aks_only:
         if name in cluster.model_fields_set:

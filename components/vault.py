@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,8 @@ class VaultArgs:
     sgx_pool: pulumi.Resource | None = None
     sgx_node_selector: Mapping[str, str] | None = None
     monitoring_crds: pulumi.Resource | None = None
+    image_pull_access: Sequence[pulumi.Resource] = ()
+    """Grants that let the nodes pull the image (AcrPull); the pod starts only once they exist."""
     edge_namespace: str = "traefik"
     monitoring_namespace: str = "monitoring"
     protect: bool = False
@@ -182,7 +184,7 @@ class EgoVault(pulumi.ComponentResource):
         )
 
         # Vault's pod starts only once its ingress is restricted, on a pool that exists, with its token Secret.
-        release_dependencies: list[pulumi.Resource] = [network_policy]
+        release_dependencies: list[pulumi.Resource] = [network_policy, *args.image_pull_access]
         if args.sgx_pool is not None and not settings.sgx.simulation:
             release_dependencies.append(args.sgx_pool)
         if service_monitor and args.monitoring_crds is not None:

@@ -33,6 +33,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 PROJECT = "confidential-vault"
 SECRET_SIG = rpc._special_sig_key
 SECRET_MARKER = rpc._special_secret_sig
+FAKE_KUBELET_OBJECT_ID = "22222222-2222-2222-2222-222222222222"
 FAKE_PUBLIC_IP = "20.31.42.53"
 FAKE_PRINCIPAL_ID = "44444444-4444-4444-4444-444444444444"
 FAKE_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
@@ -63,6 +64,9 @@ class FakeCloud(pulumi.runtime.Mocks):
             state["nodeResourceGroup"] = f"MC_{state['name']}"
             state["oidcIssuerProfile"] = {"issuerURL": "https://oidc.example/issuer"}
             state["identity"] = {**(state.get("identity") or {}), "principalId": FAKE_PRINCIPAL_ID}
+            state["identityProfile"] = {
+                "kubeletidentity": {"objectId": FAKE_KUBELET_OBJECT_ID, "clientId": "kubelet-client-id"}
+            }
         elif args.typ == "azure-native:network:PublicIPAddress":
             state["ipAddress"] = FAKE_PUBLIC_IP
             state["name"] = state.get("publicIpAddressName", args.name)
@@ -419,4 +423,10 @@ def validate_chart_values(
     assert not unknown, f"keys unknown to {chart} {version}: {unknown}"
     schema_file = reference / "charts" / chart / version / "values.schema.json"
     if schema_file.is_file():
-        jsonschema.validate(dict(values), json.loads(schema_file.read_text()))
+        schema = json.loads(schema_file.read_text())
+        # Vault's chart names draft 7 by an https URI that jsonschema does not recognise; without this it would
+        # fall back to the newest draft (with a deprecation warning) rather than the draft the chart was written for.
+        if "draft-07" in schema.get("$schema", ""):
+            jsonschema.Draft7Validator(schema).validate(dict(values))
+        else:
+            jsonschema.validate(dict(values), schema)

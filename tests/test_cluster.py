@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from harness import FAKE_KUBECONFIG, ProgramRun, is_secret, run_program, with_overrides
+from harness import FAKE_KUBECONFIG, FAKE_KUBELET_OBJECT_ID, ProgramRun, is_secret, run_program, with_overrides
 
 CLUSTER = "azure-native:containerservice:ManagedCluster"
 AGENT_POOL = "azure-native:containerservice:AgentPool"
@@ -93,7 +93,12 @@ def test_tags_on_every_azure_resource(dev_config: dict[str, Any]) -> None:
     run = run_program(with_overrides(dev_config, {"cluster.tags": {"cost-center": "42"}}), stack="dev")
     expected = {"environment": "dev", "stack": "dev", "owner": "platform-team", "cost-center": "42"}
     component = run.one(COMPONENT)
-    azure = [r for r in run.registrations if r.type.startswith("azure-native:") and r.parent == component.urn]
+    # Role assignments are not taggable in Azure.
+    azure = [
+        r
+        for r in run.registrations
+        if r.type.startswith("azure-native:") and r.parent == component.urn and "RoleAssignment" not in r.type
+    ]
     assert {r.type for r in azure} == {RESOURCE_GROUP, CLUSTER, AGENT_POOL}
     for resource in azure:
         assert resource.inputs["tags"] == expected, resource.name
@@ -165,3 +170,31 @@ def test_existing_cluster_kubeconfig_content_stays_secret(dev_config: dict[str, 
     provider = run.one(K8S_PROVIDER)
     assert is_secret(provider.raw_inputs["kubeconfig"])
     assert is_secret(run.raw_outputs["kubeconfig"])
+
+
+REGISTRY_ID = (
+    "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/images/providers/"
+    "Microsoft.ContainerRegistry/registries/cvRegistry"
+)
+
+
+def test_nodes_may_pull_from_configured_registries(dev_config: dict[str, Any]) -> None:
+    run = run_program(with_overrides(dev_config, {"cluster.acrPullRegistryIds": [REGISTRY_ID]}))
+    grant = run.one("azure-native:authorization:RoleAssignment", "acr-pull-cvregistry")
+    assert grant.inputs["scope"] == REGISTRY_ID
+    assert grant.inputs["principalId"] == FAKE_KUBELET_OBJECT_ID
+    assert grant.inputs["principalType"] == "ServicePrincipal"
+    assert grant.inputs["roleDefinitionId"] == (
+        "/subscriptions/11111111-1111-1111-1111-111111111111/providers/Microsoft.Authorization/roleDefinitions/"
+        "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+    )
+    assert grant.parent == run.one(COMPONENT).urn
+    assert run.depends_on(grant, run.one(CLUSTER))
+    vault_release = next(r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.name == "ego-vault")
+    assert run.depends_on(vault_release, grant)
+
+
+def test_no_registry_no_grant(dev_config: dict[str, Any]) -> None:
+    run = run_program(with_overrides(dev_config, {"cluster.acrPullRegistryIds": None}))
+    component = run.one(COMPONENT).urn
+    assert [r for r in run.of_type("azure-native:authorization:RoleAssignment") if r.parent == component] == []

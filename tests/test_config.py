@@ -107,8 +107,19 @@ def test_other_namespaces_are_ignored() -> None:
         ),
         (
             {"cluster.kubernetesVersion": "v1.33"},
-            "confidential-vault:cluster.kubernetesVersion: is not a Kubernetes version (got 'v1.33'; allowed: "
-            "MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.33)",
+            "confidential-vault:cluster.kubernetesVersion: is not a Kubernetes minor version (patches come from the "
+            "auto-upgrade channel) (got 'v1.33'; allowed: MAJOR.MINOR, e.g. 1.33)",
+        ),
+        (
+            {"cluster.kubernetesVersion": "1.33.2"},
+            "confidential-vault:cluster.kubernetesVersion: is not a Kubernetes minor version (patches come from the "
+            "auto-upgrade channel) (got '1.33.2'; allowed: MAJOR.MINOR, e.g. 1.33)",
+        ),
+        (
+            {"cluster.acrPullRegistryIds": ["cvregistry.azurecr.io"]},
+            "confidential-vault:cluster.acrPullRegistryIds[0]: is not an Azure Container Registry resource ID (got "
+            "'cvregistry.azurecr.io'; allowed: /subscriptions/<id>/resourceGroups/<group>/providers/"
+            "Microsoft.ContainerRegistry/registries/<name>)",
         ),
         (
             {"cluster.authorizedIpRanges": ["10.0.0.1/8"]},
@@ -122,9 +133,9 @@ def test_other_namespaces_are_ignored() -> None:
         ),
         (
             {"cluster.sgxPol": {}},
-            "confidential-vault:cluster.sgxPol: unknown key (allowed: authorizedIpRanges, kubeconfig, "
-            "kubeconfigContext, kubeconfigPath, kubernetesVersion, location, provider, resourceGroupName, sgxPool, "
-            "sgxQuoteHelper, systemPool, tags)",
+            "confidential-vault:cluster.sgxPol: unknown key (allowed: acrPullRegistryIds, authorizedIpRanges, "
+            "kubeconfig, kubeconfigContext, kubeconfigPath, kubernetesVersion, location, provider, resourceGroupName, "
+            "sgxPool, sgxQuoteHelper, systemPool, tags)",
         ),
         (
             {"clusterr": {}},

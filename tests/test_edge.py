@@ -196,11 +196,11 @@ def test_release_waits_only_for_the_cluster_and_its_ip(stack_runs: dict[str, Pro
     release = traefik_release(run)
     cluster = run.one("confidential-vault:cluster:ConfidentialCluster")
     allowed = {r.urn for r in run.registrations if r.parent == cluster.urn}
-    allowed |= {run.one(PUBLIC_IP).urn, run.one(ROLE_ASSIGNMENT).urn}
+    allowed |= {run.one(PUBLIC_IP).urn, run.one(ROLE_ASSIGNMENT, "aks-network-contributor").urn}
     waits_for = set(release.dependencies).union(*release.property_dependencies.values())
     assert waits_for <= allowed, [run.by_urn(urn).name for urn in waits_for - allowed]
     assert run.depends_on(release, run.one(PUBLIC_IP))
-    assert run.depends_on(release, run.one(ROLE_ASSIGNMENT))
+    assert run.depends_on(release, run.one(ROLE_ASSIGNMENT, "aks-network-contributor"))
     # Nothing of the other layers is awaited: they install in parallel.
     other_releases = [r for r in run.of_type(RELEASE) if r.urn != release.urn]
     assert not any(run.depends_on(release, other) for other in other_releases)
@@ -234,7 +234,7 @@ def test_static_standard_ip_wired_to_the_service(stack: str, stack_runs: dict[st
 
 def test_cluster_identity_may_use_the_ip(stack_runs: dict[str, ProgramRun]) -> None:
     run = stack_runs["dev"]
-    role = run.one(ROLE_ASSIGNMENT)
+    role = run.one(ROLE_ASSIGNMENT, "aks-network-contributor")
     group = run.one(PUBLIC_IP).inputs["resourceGroupName"]
     assert role.inputs["principalId"] == FAKE_PRINCIPAL_ID
     assert role.inputs["principalType"] == "ServicePrincipal"

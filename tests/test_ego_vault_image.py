@@ -225,6 +225,28 @@ def runtime_stage() -> list[tuple[str, str]]:
     return stages()[-1][1]
 
 
+def stage(name: str) -> list[tuple[str, str]]:
+    """The instructions of the stage `FROM ... AS name`."""
+    [found] = [instructions for base, instructions in stages() if base.split()[-1] == name and " AS " in base]
+    return found
+
+
+def stage_base(name: str) -> str:
+    """What the stage `name` is built FROM (an image or an earlier stage)."""
+    [base] = [base.split(" AS ")[0] for base, _ in stages() if base.endswith(f" AS {name}")]
+    return base
+
+
+def arg_defaults(instructions: list[tuple[str, str]]) -> dict[str, str | None]:
+    """ARG name -> default (None when declared without one) for the given instructions."""
+    declared: dict[str, str | None] = {}
+    for keyword, rest in instructions:
+        if keyword == "ARG":
+            name, has_default, default = rest.partition("=")
+            declared[name] = default if has_default else None
+    return declared
+
+
 def copy_destination(source: str) -> str:
     """Where the runtime stage puts `source` (the last word of its COPY line)."""
     for keyword, rest in runtime_stage():
@@ -237,17 +259,28 @@ def enclave_binary_in_image() -> str:
     return copy_destination(f"/build/{enclave_config().exe}")
 
 
-def test_base_images_are_ego_v1_9_0() -> None:
-    froms = [base for base, _ in stages()]
-    assert froms[0] == "ghcr.io/edgelesssys/ego-dev:v1.9.0 AS build"
+def test_base_images_are_ego_v1_9_0_and_pinned() -> None:
+    names = {base.split(" AS ")[1] for base, _ in stages() if " AS " in base}
+    # The signed binary is compiled in EGo's toolchain image, through the `source` stage that holds the clone.
+    base = stage_base("build")
+    while base in names:
+        base = stage_base(base)
+    assert base == "ghcr.io/edgelesssys/ego-dev:v1.9.0"
     # The last stage is what `docker build` produces by default.
-    assert froms[-1] == "ghcr.io/edgelesssys/ego-deploy:v1.9.0 AS runtime"
-    assert all(base.startswith(("ghcr.io/edgelesssys/", "scratch")) for base in froms)
+    assert stages()[-1][0] == "ghcr.io/edgelesssys/ego-deploy:v1.9.0 AS runtime"
+    for base_and_name, _ in stages():
+        image = base_and_name.split(" AS ")[0]
+        if image in names or image == "scratch" or image.startswith("ui-$"):
+            continue
+        # Images from outside: EGo's, or the UI's Node image at an exact release (no floating `node:16`).
+        assert (image.startswith("ghcr.io/edgelesssys/ego-") and image.endswith(":v1.9.0")) or re.fullmatch(
+            r"node:\d+\.\d+\.\d+-(bookworm|bullseye)", image
+        ), image
 
 
 def test_signing_key_is_a_required_build_secret_never_copied() -> None:
     config = enclave_config()
-    build = stages()[0][1]
+    build = stage("build")
     workdir = [rest for keyword, rest in build if keyword == "WORKDIR"][-1]
     mounts = [re.search(r"--mount=(\S+)", rest) for keyword, rest in build if keyword == "RUN"]
     secret_mounts = [dict(part.split("=", 1) for part in m.group(1).split(",")) for m in mounts if m]
@@ -355,7 +388,7 @@ def ego_calls(tmp_path: Path) -> list[dict]:
 
 def signing_step() -> str:
     """The shell command of the RUN that mounts the key, without the mount option."""
-    for keyword, rest in stages()[0][1]:
+    for keyword, rest in stage("build"):
         if keyword == "RUN" and "type=secret" in rest:
             return re.sub(r"^--mount=\S+\s+", "", rest)
     raise AssertionError("no signing step")
@@ -432,6 +465,252 @@ def test_runtime_stage_refuses_labels_that_do_not_match_the_binary(
     labels = next(rest for keyword, rest in runtime_stage() if keyword == "LABEL")
     assert 'confidential-vault.enclave.unique-id="${ENCLAVE_UNIQUE_ID}"' in labels
     assert 'confidential-vault.enclave.signer-id="${ENCLAVE_SIGNER_ID}"' in labels
+
+
+# --- web UI ----------------------------------------------------------------------------------------------------------
+
+# Facts of hashicorp/vault at tag v1.14.8 (the Dockerfile's default VAULT_REF), read from its sources:
+# ui/package.json `engines.node`; ui/.yarnrc.yml; ui/.ember-cli `output-path` (relative to ui/); http/assets.go
+# (`//go:build ui`, `//go:embed web_ui/*` in package http at the repository root).
+PINNED_VAULT_REF = "v1.14.8"
+UI_NODE_ENGINE_MAJOR = 16
+UI_YARNRC = "nodeLinker: node-modules\n\nyarnPath: .yarn/releases/yarn-3.5.0.cjs\n"
+UI_YARN_RELEASE = ".yarn/releases/yarn-3.5.0.cjs"
+UI_EMBER_OUTPUT_PATH = "../http/web_ui"
+UI_EMBED_DIR = "http/web_ui"
+
+
+def stage_workdir(name: str) -> str:
+    """The last WORKDIR of a stage, following FROM <stage> back to the stage that set one."""
+    workdirs = [rest for keyword, rest in stage(name) if keyword == "WORKDIR"]
+    if workdirs:
+        return workdirs[-1]
+    return stage_workdir(stage_base(name))
+
+
+def workdir_of_build_step() -> str:
+    """The working directory of the RUN that calls ego-go (inherited from `source` unless the stage changes it)."""
+    workdir = stage_workdir(stage_base("build"))
+    for keyword, rest in stage("build"):
+        if keyword == "WORKDIR":
+            workdir = rest
+        if keyword == "RUN" and "ego-go build" in rest:
+            return workdir
+    raise AssertionError("no ego-go build step")
+
+
+def build_step() -> str:
+    """The build stage's RUN that calls ego-go."""
+    [step] = [rest for keyword, rest in stage("build") if keyword == "RUN" and "ego-go build" in rest]
+    return step
+
+
+def ui_step() -> str:
+    """The ui-true stage's RUN that builds the assets."""
+    [step] = [rest for keyword, rest in stage("ui-true") if keyword == "RUN"]
+    return step
+
+
+def test_ui_stage_runs_the_node_release_the_pinned_ref_declares() -> None:
+    # The engines fact above holds for this ref only: moving VAULT_REF means re-reading ui/package.json.
+    assert arg_defaults(stage("source"))["VAULT_REF"] == PINNED_VAULT_REF
+    image = stage_base("ui-true")
+    match = re.fullmatch(r"node:(\d+)\.\d+\.\d+-[a-z]+", image)
+    assert match, f"{image}: pin an exact Node release and distribution"
+    assert int(match.group(1)) == UI_NODE_ENGINE_MAJOR
+
+
+def test_vault_ui_picks_the_ui_stage_and_defaults_to_true() -> None:
+    global_args = []
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "FROM":
+            break
+        global_args.append((keyword, rest))
+    # Before the first FROM, so that FROM can use it; default on (the release sets `ui = true`).
+    assert ("ARG", "VAULT_UI=true") in global_args
+    assert stage_base("ui") == "ui-${VAULT_UI}"
+    assert stage_base("ui-false") == "scratch", "VAULT_UI=false must not pull the Node image"
+    # Declared without a default in the stages that read it, so they see the global value.
+    assert arg_defaults(stage("build"))["VAULT_UI"] is None
+    assert arg_defaults(runtime_stage())["VAULT_UI"] is None
+    labels = next(rest for keyword, rest in runtime_stage() if keyword == "LABEL")
+    assert 'confidential-vault.vault.ui="${VAULT_UI}"' in labels
+
+
+def test_ui_assets_land_where_the_ui_tag_embeds_them() -> None:
+    # `go build .` runs in the clone, whose http package embeds http/web_ui.
+    embed_dir = str(Path(workdir_of_build_step()) / UI_EMBED_DIR)
+    [copy] = [rest.split() for keyword, rest in stage("build") if keyword == "COPY" and "--from=ui" in rest]
+    assert copy == ["--from=ui", embed_dir, embed_dir]
+    # ui-true: Ember writes to output-path relative to ui/; ui-false: an empty directory at the same path.
+    assert os.path.normpath(Path(stage_workdir("ui-true")) / UI_EMBER_OUTPUT_PATH) == embed_dir
+    assert stage_workdir("ui-false") == embed_dir
+    # The UI is built from the build's own clone, not a second one that could resolve the ref differently.
+    [ui_copy] = [rest.split() for keyword, rest in stage("ui-true") if keyword == "COPY"]
+    assert ui_copy == ["--from=source", f"{stage_workdir('source')}/ui", f"{stage_workdir('source')}/ui"]
+    assert not any("git clone" in rest for keyword, rest in stage("ui-true") + stage("build") if keyword == "RUN")
+
+
+@pytest.fixture
+def fake_node(tmp_path: Path) -> Path:
+    """A stand-in `node` that logs argv and, for `<yarn> run build`, writes what `ember build` would write to
+    $FAKE_UI_OUTPUT (relative to the working directory; Vault 1.14.8's output-path by default)."""
+    bin_dir = tmp_path / "node-bin"
+    bin_dir.mkdir()
+    write_executable(
+        bin_dir / "node",
+        f"""
+        #!{sys.executable}
+        import json, os, pathlib, sys
+        with open({str(tmp_path / "node-calls.jsonl")!r}, "a") as log:
+            log.write(json.dumps(sys.argv[1:]) + "\\n")
+        if sys.argv[2:] == ["run", "build"]:
+            out = pathlib.Path(os.environ.get("FAKE_UI_OUTPUT", {UI_EMBER_OUTPUT_PATH!r}))
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "index.html").write_text("<html>vault</html>")
+            (out / "metadata.json").write_text("{{}}")
+        """,
+    )
+    return bin_dir
+
+
+def run_ui_step(
+    tmp_path: Path, bin_dir: Path, yarnrc: str = UI_YARNRC, **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    ui_dir = tmp_path / "src" / "ui"
+    (ui_dir / ".yarn" / "releases").mkdir(parents=True)
+    (ui_dir / UI_YARN_RELEASE).write_text("// yarn")
+    (ui_dir / ".yarnrc.yml").write_text(yarnrc)
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", ui_step()],
+        cwd=ui_dir,
+        env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    log = tmp_path / "node-calls.jsonl"
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return result, calls
+
+
+def test_ui_step_builds_with_the_checked_in_yarn_into_the_embed_dir(tmp_path: Path, fake_node: Path) -> None:
+    result, calls = run_ui_step(tmp_path, fake_node)
+    assert result.returncode == 0, result.stderr
+    assert calls == [[UI_YARN_RELEASE, "install", "--immutable"], [UI_YARN_RELEASE, "run", "build"]]
+    assert (tmp_path / "src" / UI_EMBED_DIR / "index.html").is_file()
+
+
+def test_ui_step_refuses_a_ui_not_built_with_a_checked_in_yarn(tmp_path: Path, fake_node: Path) -> None:
+    # e.g. a newer Vault or OpenBao that builds its UI with pnpm: no yarnPath.
+    result, calls = run_ui_step(tmp_path, fake_node, yarnrc="nodeLinker: node-modules\n")
+    assert result.returncode != 0
+    assert "VAULT_UI=false" in result.stderr
+    assert calls == []
+
+
+def test_ui_step_fails_when_the_build_writes_elsewhere(tmp_path: Path, fake_node: Path) -> None:
+    # OpenBao releases that write to internal/http/web_ui would otherwise leave the embed directory empty.
+    result, _ = run_ui_step(tmp_path, fake_node, FAKE_UI_OUTPUT="../internal/http/web_ui")
+    assert result.returncode != 0
+    assert "index.html" in result.stderr
+
+
+@pytest.fixture
+def fake_ego_go(tmp_path: Path) -> Path:
+    """A stand-in `ego-go` that logs its argv as a JSON line."""
+    bin_dir = tmp_path / "ego-go-bin"
+    bin_dir.mkdir()
+    write_executable(
+        bin_dir / "ego-go",
+        f"""
+        #!{sys.executable}
+        import json, sys
+        with open({str(tmp_path / "ego-go-calls.jsonl")!r}, "a") as log:
+            log.write(json.dumps(sys.argv[1:]) + "\\n")
+        """,
+    )
+    return bin_dir
+
+
+def run_build_step(
+    tmp_path: Path, bin_dir: Path, *, assets: bool, **build_args: str
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    clone = tmp_path / "src"
+    (clone / UI_EMBED_DIR).mkdir(parents=True)
+    (clone / UI_EMBED_DIR / ".gitkeep").touch()  # what the repository itself has there
+    if assets:
+        (clone / UI_EMBED_DIR / "index.html").write_text("<html>vault</html>")
+    # The build stage's ARG defaults, as BuildKit would set them (VAULT_UI comes from the global ARG).
+    defaults = {name: value or "" for name, value in arg_defaults(stage("build")).items()}
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", build_step()],
+        cwd=clone,
+        env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **defaults, **build_args},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    log = tmp_path / "ego-go-calls.jsonl"
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return result, calls
+
+
+def go_tags(argv: list[str]) -> set[str]:
+    """The build tags of a `go build` command line (the last -tags wins, as in go)."""
+    tags = ""
+    for i, arg in enumerate(argv):
+        if arg == "-tags":
+            tags = argv[i + 1]
+        elif arg.startswith("-tags="):
+            tags = arg.split("=", 1)[1]
+    return {tag for tag in re.split(r"[,\s]+", tags) if tag}
+
+
+def test_build_step_compiles_with_the_ui_tag_and_the_build_flags(tmp_path: Path, fake_ego_go: Path) -> None:
+    result, calls = run_build_step(tmp_path, fake_ego_go, assets=True, VAULT_UI="true")
+    assert result.returncode == 0, result.stderr
+    [argv] = calls
+    assert argv[0] == "build"
+    assert "-trimpath" in argv, "GO_BUILD_FLAGS' default must still reach go build"
+    assert go_tags(argv) == {"ui"}
+    assert argv[argv.index("-o") + 1] == f"/build/{enclave_config().exe}"
+
+
+def test_build_step_adds_ui_to_extra_tags(tmp_path: Path, fake_ego_go: Path) -> None:
+    result, calls = run_build_step(
+        tmp_path, fake_ego_go, assets=True, VAULT_UI="true", GO_TAGS="netgo", GO_BUILD_FLAGS="-trimpath -v"
+    )
+    assert result.returncode == 0, result.stderr
+    [argv] = calls
+    assert go_tags(argv) == {"netgo", "ui"}
+    assert "-v" in argv
+
+
+def test_build_step_without_ui_leaves_the_tag_out(tmp_path: Path, fake_ego_go: Path) -> None:
+    result, calls = run_build_step(tmp_path, fake_ego_go, assets=False, VAULT_UI="false")
+    assert result.returncode == 0, result.stderr
+    [argv] = calls
+    assert "ui" not in go_tags(argv)
+
+
+@pytest.mark.parametrize(
+    ("build_args", "assets", "message"),
+    [
+        ({"VAULT_UI": "true"}, False, "index.html"),  # only .gitkeep: -tags ui would embed an empty UI
+        ({"VAULT_UI": "yes"}, True, "VAULT_UI"),
+        ({"VAULT_UI": ""}, True, "VAULT_UI"),
+        ({"VAULT_UI": "true", "GO_BUILD_FLAGS": "-trimpath -tags netgo"}, True, "GO_TAGS"),
+        ({"VAULT_UI": "true", "GO_BUILD_FLAGS": "-tags=netgo"}, True, "GO_TAGS"),
+    ],
+)
+def test_build_step_refuses_a_build_that_would_lose_or_fake_the_ui(
+    tmp_path: Path, fake_ego_go: Path, build_args: dict[str, str], assets: bool, message: str
+) -> None:
+    result, calls = run_build_step(tmp_path, fake_ego_go, assets=assets, **build_args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert calls == [], "nothing may be compiled"
 
 
 # --- docker-entrypoint.sh --------------------------------------------------------------------------------------------
@@ -668,4 +947,20 @@ def test_build_script_requires_a_key(tmp_path: Path, fake_docker: Path) -> None:
     result, calls = run_build(tmp_path, fake_docker, "--image", "r/ego-vault")
     assert result.returncode != 0
     assert "--key" in result.stderr
+    assert calls == []
+
+
+def test_build_script_builds_the_ui_unless_told_not_to(tmp_path: Path, fake_docker: Path) -> None:
+    key = signing_key(tmp_path / "key.pem")
+    for extra, expected in (((), "true"), (("--vault-ui", "false"), "false")):
+        result, calls = run_build(tmp_path, fake_docker, "--key", str(key), "--image", "r/ego-vault", *extra)
+        assert result.returncode == 0, result.stderr
+        assert [build_args(call)["VAULT_UI"] for call in calls] == [expected, expected]
+
+
+def test_build_script_rejects_a_bad_ui_value(tmp_path: Path, fake_docker: Path) -> None:
+    key = signing_key(tmp_path / "key.pem")
+    result, calls = run_build(tmp_path, fake_docker, "--key", str(key), "--image", "r/ego-vault", "--vault-ui", "yes")
+    assert result.returncode != 0
+    assert "--vault-ui" in result.stderr
     assert calls == []

@@ -67,8 +67,8 @@ def test_every_action_is_pinned(path: Path) -> None:
 
 def test_each_action_has_one_version_across_our_workflows() -> None:
     versions: dict[str, set[str]] = {}
-    for name in OURS:
-        for _, _, step in steps(load(name)):
+    for path in all_workflows():
+        for _, _, step in steps(load(path.stem)):
             if "@" in step.get("uses", ""):
                 action, ref = step["uses"].rsplit("@", 1)
                 versions.setdefault(action, set()).add(ref)
@@ -274,3 +274,17 @@ def test_bootstrap_rejects_bad_input_before_calling_azure(tmp_path: Path, args: 
     assert result.returncode == 2
     assert message in result.stderr
     assert calls == []
+
+
+def test_signing_key_only_reaches_the_approved_publish_job() -> None:
+    """Pull-request builds run the PR's own build script: they must never see the real enclave signing key."""
+    workflow = load("ego-vault-image")
+    jobs = workflow["jobs"]
+    readers = {name for name, job in jobs.items() if "EGO_VAULT_SIGNING_KEY" in yaml.safe_dump(job)}
+    assert readers == {"publish"}
+    assert jobs["publish"]["if"].count("refs/tags/ego-vault-v") == 1
+    assert jobs["publish"]["environment"] == "ego-vault-release"
+    for job in jobs.values():
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False

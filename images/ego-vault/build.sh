@@ -9,13 +9,15 @@
 #   2. the runtime image, with those IDs as build args for its labels. The build stage comes from the cache of
 #      step 1; the runtime stage recomputes the IDs from its binary and fails if they differ from the labels.
 #
-# Options (defaults from SIGNING_KEY_FILE, EGO_VAULT_IMAGE, ENCLAVE_HEAP_MB, VAULT_REPO, VAULT_REF, VAULT_COMMIT):
+# Options (defaults from SIGNING_KEY_FILE, EGO_VAULT_IMAGE, ENCLAVE_HEAP_MB, VAULT_REPO, VAULT_REF, VAULT_COMMIT,
+# VAULT_UI):
 #   --key FILE          signing key (RSA 3072, exponent 3): openssl genrsa -out signing-key.pem -3 3072
 #   --image REPOSITORY  image repository, e.g. myregistry.azurecr.io/ego-vault
 #   --tag TAG           image tag (repeatable); default: the Vault ref
 #   --push              push to the registry (log in first); otherwise load into the local Docker engine
 #   --heap-mb N         enclave heapSize in MB (default 1024)
 #   --vault-repo URL, --vault-ref REF, --vault-commit SHA   source of Vault (default hashicorp/vault v1.14.8)
+#   --vault-ui true|false  embed Vault's web UI (default true; false for OpenBao, see README.md "Web UI")
 # Extra arguments after `--` go to both buildx calls (e.g. --cache-from/--cache-to, --builder).
 set -euo pipefail
 
@@ -28,6 +30,7 @@ heap_mb="${ENCLAVE_HEAP_MB:-1024}"
 vault_repo="${VAULT_REPO:-https://github.com/hashicorp/vault}"
 vault_ref="${VAULT_REF:-v1.14.8}"
 vault_commit="${VAULT_COMMIT:-}"
+vault_ui="${VAULT_UI:-true}"
 extra=()
 
 die() {
@@ -50,6 +53,7 @@ while [[ $# -gt 0 ]]; do
         --vault-repo) vault_repo="$(value_of "$@")"; shift 2 ;;
         --vault-ref) vault_ref="$(value_of "$@")"; shift 2 ;;
         --vault-commit) vault_commit="$(value_of "$@")"; shift 2 ;;
+        --vault-ui) vault_ui="$(value_of "$@")"; shift 2 ;;
         --) shift; extra=("$@"); break ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
@@ -60,6 +64,8 @@ done
 [[ -s "$key" ]] || die "signing key '$key' does not exist or is empty"
 [[ -n "$image" ]] || die "--image is required (e.g. myregistry.azurecr.io/ego-vault)"
 [[ ${#tags[@]} -gt 0 ]] || tags=("${vault_ref#v}")
+# The Dockerfile picks the stage ui-$vault_ui: any other value would make BuildKit look for an image of that name.
+[[ "$vault_ui" == true || "$vault_ui" == false ]] || die "--vault-ui must be true or false (got '$vault_ui')"
 command -v openssl >/dev/null || die "openssl is needed to fingerprint the signing key"
 
 # Public-key fingerprint: busts the cached signing step when the key changes, and is safe to show.
@@ -71,6 +77,7 @@ common=(
     --build-arg "VAULT_REPO=$vault_repo"
     --build-arg "VAULT_REF=$vault_ref"
     --build-arg "VAULT_COMMIT=$vault_commit"
+    --build-arg "VAULT_UI=$vault_ui"
     --build-arg "ENCLAVE_HEAP_MB=$heap_mb"
     --build-arg "SIGNING_KEY_FINGERPRINT=$fingerprint"
     --file "$here/Dockerfile"
@@ -79,7 +86,7 @@ common=(
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
-echo "== building and signing (${vault_repo} ${vault_ref}, key ${fingerprint}, heap ${heap_mb} MB)"
+echo "== building and signing (${vault_repo} ${vault_ref}, web UI ${vault_ui}, key ${fingerprint}, heap ${heap_mb} MB)"
 docker buildx build "${common[@]}" --target identity --output "type=local,dest=$out" ${extra[@]+"${extra[@]}"} "$here"
 
 unique_id="$(sed -n 's/^ENCLAVE_UNIQUE_ID=//p' "$out/identity.env")"
