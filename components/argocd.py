@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.charts import ARGO_CD, deep_merge, load_values
+from components.charts import ARGO_CD, deep_merge, load_values, pinned_release
 from components.config import ArgoApplication, ArgoCdSettings
 from components.passwords import configured_or_generated, stable_bcrypt_hash
 from components.routes import Backend, EdgeRouting, RouteRule, ingress_route
@@ -114,12 +114,10 @@ class ArgoCd(pulumi.ComponentResource):
                 "configs": {"secret": {"argocdServerAdminPassword": password_hash}},
             },
         )
-        self.release = k8s.helm.v3.Release(
+        self.release = pinned_release(
             RELEASE_NAME,
-            name=RELEASE_NAME,
-            chart=ARGO_CD.chart,
-            version=ARGO_CD.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ARGO_CD.repo),
+            ARGO_CD,
+            release_name=RELEASE_NAME,
             namespace=self.namespace.metadata.name,
             values=values,
             opts=child,

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pulumi
+import pulumi_kubernetes as k8s
 import yaml
 
 VALUES_DIR = Path(__file__).resolve().parent.parent / "values"
@@ -28,6 +30,31 @@ KUBE_PROMETHEUS_STACK = ChartPin(
 VAULT = ChartPin("vault", "0.34.1", "https://helm.releases.hashicorp.com")
 
 ALL_CHARTS = (TRAEFIK, ARGO_CD, KUBE_PROMETHEUS_STACK, VAULT)
+
+
+def pinned_release(
+    resource_name: str,
+    pin: ChartPin,
+    *,
+    release_name: str,
+    namespace: pulumi.Input[str],
+    values: pulumi.Input[dict[str, Any]],
+    opts: pulumi.ResourceOptions,
+    **options: Any,
+) -> k8s.helm.v3.Release:
+    """A Helm release of `pin`'s chart at its pinned version, named `release_name` (Helm, not Pulumi, names it,
+    so Service names the routes point at stay predictable). `options` are further `helm.v3.Release` arguments."""
+    return k8s.helm.v3.Release(
+        resource_name,
+        name=release_name,
+        chart=pin.chart,
+        version=pin.version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=pin.repo),
+        namespace=namespace,
+        values=values,
+        opts=opts,
+        **options,
+    )
 
 
 def load_values(name: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import authorization, dns, network
 
-from components.charts import TRAEFIK, deep_merge, load_values
+from components.charts import TRAEFIK, deep_merge, load_values, pinned_release
 from components.cluster import ConfidentialCluster
 from components.config import AcmeSettings, DnsSettings, EdgeSettings, Settings
 from components.passwords import configured_or_generated, stable_bcrypt_hash
@@ -153,12 +153,10 @@ class Edge(pulumi.ComponentResource):
             self.public_ip = None
             values = traefik_values(args.acme, args.acme_server)
 
-        self.release = k8s.helm.v3.Release(
+        self.release = pinned_release(
             "traefik",
-            name=RELEASE_NAME,
-            chart=TRAEFIK.chart,
-            version=TRAEFIK.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=TRAEFIK.repo),
+            TRAEFIK,
+            release_name=RELEASE_NAME,
             namespace=NAMESPACE,
             # Helm creates the namespace: the release then waits for nothing but the cluster (and its IP).
             create_namespace=True,

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.charts import KUBE_PROMETHEUS_STACK, deep_merge, load_values
+from components.charts import KUBE_PROMETHEUS_STACK, deep_merge, load_values, pinned_release
 from components.config import MonitoringSettings, quantity_mib
 from components.passwords import configured_or_generated
 from components.routes import Backend, EdgeRouting, RouteRule, ingress_route
@@ -138,12 +138,10 @@ class Monitoring(pulumi.ComponentResource):
         values = release_values(settings, args.host, admin_secret.metadata.name)
         grafana_values = values["grafana"]
 
-        release = k8s.helm.v3.Release(
+        release = pinned_release(
             "kube-prometheus-stack",
-            name=RELEASE_NAME,
-            chart=KUBE_PROMETHEUS_STACK.chart,
-            version=KUBE_PROMETHEUS_STACK.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=KUBE_PROMETHEUS_STACK.repo),
+            KUBE_PROMETHEUS_STACK,
+            release_name=RELEASE_NAME,
             namespace=namespace_name,
             values=values,
             # CRDs, operator and Prometheus' volume can take longer than Helm's default 5 minutes on a new cluster.

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.charts import VAULT, deep_merge, load_values
+from components.charts import VAULT, deep_merge, load_values, pinned_release
 from components.config import VaultImage, VaultSettings
 from components.passwords import configured_or_generated
 from components.routes import Backend, EdgeRouting, RouteRule, ingress_route
@@ -208,12 +208,10 @@ class EgoVault(pulumi.ComponentResource):
             sgx_node_selector=args.sgx_node_selector,
             service_monitor=service_monitor,
         )
-        self.release = k8s.helm.v3.Release(
+        self.release = pinned_release(
             RELEASE_NAME,
-            name=RELEASE_NAME,
-            chart=VAULT.chart,
-            version=VAULT.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=VAULT.repo),
+            VAULT,
+            release_name=RELEASE_NAME,
             namespace=namespace,
             values=values,
             timeout=RELEASE_TIMEOUT_SECONDS,

@@ -9,7 +9,9 @@ if [[ -z "$stack" ]]; then
 fi
 cd "$(dirname "$0")/.."
 if [[ ! -f "Pulumi.$stack.yaml" ]]; then
-    echo "error: Pulumi.$stack.yaml not found; stacks here: $(ls Pulumi.*.yaml | sed -E 's/Pulumi\.(.*)\.yaml/\1/' | tr '\n' ' ')" >&2
+    stacks=()
+    for file in Pulumi.*.yaml; do stacks+=("${file#Pulumi.}"); done
+    echo "error: Pulumi.$stack.yaml not found; stacks here: ${stacks[*]%.yaml}" >&2
     exit 2
 fi
 for tool in pulumi az python3; do

@@ -196,6 +196,10 @@ class ProgramRun:
         assert len(found) == 1, f"expected one {type_} {name or ''}, found {[r.name for r in found]}"
         return found[0]
 
+    def plaintext(self) -> str:
+        """Everything this run put outside secret markers (inputs of every resource and the outputs): leak checks."""
+        return " ".join(plaintext(r.raw_inputs) for r in self.registrations) + " " + plaintext(self.raw_outputs)
+
     def by_urn(self, urn: str) -> Registration:
         return next(r for r in self.registrations if r.urn == urn)
 

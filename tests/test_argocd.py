@@ -25,7 +25,6 @@ from harness import (
     encode_config,
     fake_password,
     is_secret,
-    plaintext,
     run_function,
     run_program,
     stack_config,
@@ -143,7 +142,7 @@ def test_generated_admin_password_is_secret_and_hashed(default_run: ProgramRun) 
     assert bcrypt.checkpw(password.encode(), password_hash.encode())
     assert is_secret(default_run.raw_outputs["adminPassword"])
     assert default_run.outputs["adminPassword"] == password
-    exposed = " ".join(plaintext(r.raw_inputs) for r in default_run.registrations) + plaintext(default_run.raw_outputs)
+    exposed = default_run.plaintext()
     assert password not in exposed
     assert password_hash not in exposed
     assert fake_password("admin-password-salt") not in exposed
@@ -156,7 +155,7 @@ def test_configured_admin_password_is_hashed_and_nothing_generated_for_it() -> N
     assert run.outputs["adminPassword"] == CONFIGURED_PASSWORD
     assert is_secret(run.raw_outputs["adminPassword"])
     assert [r.name for r in run.of_type(RANDOM_PASSWORD)] == ["admin-password-salt"]
-    assert CONFIGURED_PASSWORD not in " ".join(plaintext(r.raw_inputs) for r in run.registrations)
+    assert CONFIGURED_PASSWORD not in run.plaintext()
 
 
 def test_hash_and_mtime_are_stable_across_runs(default_run: ProgramRun) -> None:

@@ -28,7 +28,6 @@ from harness import (
     encode_config,
     fake_password,
     is_secret,
-    plaintext,
     run_function,
     run_program,
     validate_chart_values,
@@ -327,7 +326,7 @@ def test_configured_dashboard_password_is_used_and_not_exported(dev_config: dict
         r.name != "traefik-dashboard-password" for r in run.of_type("random:index/randomPassword:RandomPassword")
     )
     assert "dashboardPassword" not in run.outputs
-    exposed = " ".join(plaintext(r.raw_inputs) for r in run.registrations) + plaintext(run.raw_outputs)
+    exposed = run.plaintext()
     assert "correct-horse-battery" not in exposed
     assert hashed not in exposed
 
@@ -339,7 +338,7 @@ def test_password_and_hash_never_in_plaintext(stack_runs: dict[str, ProgramRun])
     assert is_secret(string_data) or is_secret(string_data["users"])
     assert is_secret(run.raw_outputs["dashboardPassword"])
     hashed = dashboard_users(run).split(":", 1)[1]
-    exposed = " ".join(plaintext(r.raw_inputs) for r in run.registrations) + plaintext(run.raw_outputs)
+    exposed = run.plaintext()
     assert hashed not in exposed
     assert hashed[7:29] not in exposed  # not even the salt
     assert fake_password("traefik-dashboard-password") not in exposed

@@ -26,7 +26,6 @@ from harness import (
     custom_resource_body,
     fake_password,
     is_secret,
-    plaintext,
     run_failing,
     run_function,
     run_program,
@@ -262,7 +261,7 @@ def test_generated_admin_password_is_never_plaintext(stack_runs: dict[str, Progr
     secret = run.one(SECRET, "grafana-admin")
     data = secret.raw_inputs["stringData"]
     assert is_secret(data) or is_secret(data["admin-password"])
-    exposed = " ".join(plaintext(r.raw_inputs) for r in run.registrations) + plaintext(run.raw_outputs)
+    exposed = run.plaintext()
     assert password not in exposed
 
 
@@ -272,7 +271,7 @@ def test_configured_admin_password_is_used_and_never_plaintext(dev_config: dict[
     assert "grafana-admin" not in {r.name for r in run.of_type("random:index/randomPassword:RandomPassword")}
     assert run.outputs["grafanaAdminPassword"] == "grafana-from-config-8f2k"
     assert run.one(SECRET, "grafana-admin").inputs["stringData"]["admin-password"] == "grafana-from-config-8f2k"
-    exposed = " ".join(plaintext(r.raw_inputs) for r in run.registrations) + plaintext(run.raw_outputs)
+    exposed = run.plaintext()
     assert "grafana-from-config-8f2k" not in exposed
 
 

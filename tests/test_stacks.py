@@ -12,7 +12,7 @@ import yaml
 
 from components.charts import ALL_CHARTS
 from components.config import Settings
-from harness import PROJECT, PROJECT_ROOT, STACKS, ProgramRun, fake_password, plaintext, stack_config
+from harness import PROJECT, PROJECT_ROOT, STACKS, ProgramRun, fake_password, stack_config
 
 
 def test_every_stack_file_is_exercised(stack_runs: dict[str, ProgramRun]) -> None:
@@ -44,7 +44,7 @@ def test_no_secret_in_plaintext(stack: str, stack_runs: dict[str, ProgramRun]) -
     config, _ = stack_config(stack)
     secrets = [fake_password(r.name) for r in run.of_type("random:index/randomPassword:RandomPassword")]
     secrets += [value for value in json.dumps(config).split('"') if value.startswith("dummy-secret-")]
-    exposed = " ".join(plaintext(r.raw_inputs) for r in run.registrations) + plaintext(run.raw_outputs)
+    exposed = run.plaintext()
     for secret in secrets:
         assert secret not in exposed
     assert "mytoken" not in exposed

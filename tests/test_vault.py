@@ -26,7 +26,6 @@ from harness import (
     encode_config,
     fake_password,
     is_secret,
-    plaintext,
     run_failing,
     run_function,
     run_program,
@@ -327,7 +326,7 @@ def test_dev_mode_token_comes_from_a_secret_never_from_values() -> None:
     )
     assert run.depends_on(run.one(RELEASE, "ego-vault"), secret)
 
-    exposed = " ".join(plaintext(r.raw_inputs) for r in run.registrations)
+    exposed = run.plaintext()
     assert token not in exposed
     assert token not in json.dumps(values)
 
@@ -363,7 +362,7 @@ def test_no_literal_token_or_old_epc_resource(variant: str) -> None:
     run = run_vault(VARIANTS[variant])
     values = values_of(run)
     assert not {"root", "mytoken"} & set(strings_in(values))
-    exposed = " ".join(plaintext(r.raw_inputs) for r in run.registrations)
+    exposed = run.plaintext()
     assert "mytoken" not in exposed
     assert OLD_EPC_RESOURCE not in exposed
 
