@@ -10,6 +10,20 @@ import pytest
 
 from harness import STACKS, ProgramRun, require_reference, run_program, stack_config
 
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A skipped test is not a passed test: any skip fails the run."""
+    if _skipped and exitstatus == 0:
+        print(f"\n{len(_skipped)} test(s) skipped, which this project treats as failures: {_skipped}")
+        session.exitstatus = 1
+
 
 @pytest.fixture(scope="session")
 def stack_runs() -> dict[str, ProgramRun]:

@@ -214,9 +214,9 @@ class ProgramRun:
         return dependency.urn in urns
 
 
-def stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
+def stack_config(stack: str, directory: Path = PROJECT_ROOT) -> tuple[dict[str, Any], list[str]]:
     """Config of `Pulumi.<stack>.yaml` as the engine passes it: `secure:` values become dummy secrets."""
-    document = yaml.safe_load((PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    document = yaml.safe_load((directory / f"Pulumi.{stack}.yaml").read_text()) or {}
     config: dict[str, Any] = {}
     secret_keys: list[str] = []
     for key, value in (document.get("config") or {}).items():
@@ -312,6 +312,11 @@ def _run_isolated(
     except Exception as exception:
         error = exception
     finally:
+        # A program that failed inside an apply leaves outputs and RPCs pending in Pulumi's settings; left there,
+        # they break the next run with "Event loop is closed".
+        settings._get_rpc_manager().clear()
+        with settings.SETTINGS.lock:  # pyright: ignore[reportAttributeAccessIssue]
+            settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue]
         loop.close()
         asyncio.set_event_loop(None)
     return ProgramRun(monitor.registrations, monitor.stack_outputs), error
@@ -425,8 +430,10 @@ def validate_chart_values(
         if key not in allowed_extra
     ]
     assert not unknown, f"keys unknown to {chart} {version}: {unknown}"
-    schema_file = reference / "charts" / chart / version / "values.schema.json"
-    if schema_file.is_file():
+    # The index says which charts ship a schema: a listed schema that is missing fails instead of passing quietly.
+    index = json.loads((reference / "index.json").read_text())
+    if "values.schema.json" in index["charts"][chart]["files"]:
+        schema_file = reference / "charts" / chart / version / "values.schema.json"
         schema = json.loads(schema_file.read_text())
         # Vault's chart names draft 7 by an https URI that jsonschema does not recognise; without this it would
         # fall back to the newest draft (with a deprecation warning) rather than the draft the chart was written for.

@@ -36,7 +36,7 @@ def problems(overrides: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> li
 def test_minimal_config_gets_safe_defaults() -> None:
     settings = load()
     assert settings.cluster.provider == "aks"
-    assert settings.cluster.sgx_pool.vm_size in SGX_EPC_MIB
+    assert settings.cluster.sgx_pool.vm_size == "Standard_DC2s_v3"
     assert settings.vault.mode == "server"
     assert settings.acme_server == "staging"
     assert not settings.protected
@@ -76,7 +76,11 @@ def test_other_namespaces_are_ignored() -> None:
         (
             {"cluster.sgxPool.vmSize": "Standard_D4s_v5"},
             "confidential-vault:cluster.sgxPool.vmSize: is not an SGX VM size (DCsv2, DCsv3 or DCdsv3, Gen2) "
-            f"(got 'Standard_D4s_v5'; allowed: {', '.join(SGX_EPC_MIB)})",
+            "(got 'Standard_D4s_v5'; allowed: Standard_DC1s_v2, Standard_DC2s_v2, Standard_DC4s_v2, Standard_DC8_v2, "
+            "Standard_DC1s_v3, Standard_DC2s_v3, Standard_DC4s_v3, Standard_DC8s_v3, Standard_DC16s_v3, "
+            "Standard_DC24s_v3, Standard_DC32s_v3, Standard_DC48s_v3, Standard_DC1ds_v3, Standard_DC2ds_v3, "
+            "Standard_DC4ds_v3, Standard_DC8ds_v3, Standard_DC16ds_v3, Standard_DC24ds_v3, Standard_DC32ds_v3, "
+            "Standard_DC48ds_v3)",
         ),
         (
             {"cluster.systemPool.vmSize": "Standard_DC4s_v3"},
@@ -213,6 +217,30 @@ def test_every_problem_is_reported_at_once() -> None:
         {"cluster.sgxPool.vmSize": "Standard_D4s_v5", "cluster.systemPool.vmSize": "Standard_DC2s_v3", "owner": None}
     )
     assert [line.split(":")[1] for line in found] == ["cluster.sgxPool.vmSize", "cluster.systemPool.vmSize", "owner"]
+
+
+# EPC per VM size from Azure's DCsv2 and DCsv3/DCdsv3 documentation (MiB).
+@pytest.mark.parametrize(
+    ("vm_size", "epc_mib"),
+    [
+        ("Standard_DC1s_v2", 28),
+        ("Standard_DC2s_v2", 56),
+        ("Standard_DC4s_v2", 112),
+        ("Standard_DC8_v2", 168),
+        ("Standard_DC1s_v3", 4096),
+        ("Standard_DC4s_v3", 16384),
+        ("Standard_DC24s_v3", 131072),
+        ("Standard_DC32ds_v3", 196608),
+        ("Standard_DC48ds_v3", 262144),
+    ],
+)
+def test_epc_capacity_per_vm_size(vm_size: str, epc_mib: int) -> None:
+    assert SGX_EPC_MIB[vm_size] == epc_mib
+    assert load({"cluster.sgxPool.vmSize": vm_size, "vault.epc": "28Mi"}).cluster.sgx_pool.epc_mib == epc_mib
+
+
+def test_sgx_size_table_has_exactly_the_documented_sizes() -> None:
+    assert len(SGX_EPC_MIB) == 4 + 8 + 8
 
 
 def test_epc_within_capacity_is_accepted() -> None:

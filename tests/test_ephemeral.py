@@ -235,6 +235,8 @@ def test_the_pr_comment_follows_the_template(backend: FakeBackend, tmp_path: Pat
     )
     assert code == 0
     comment = summary.read_text()
+    assert "### Ephemeral stack `pr-3`" in comment
+    assert "| vault | https://vault.pr-3." in comment
     assert "staging" not in comment
     assert "dev mode" not in comment
 
@@ -494,6 +496,13 @@ def test_template_config_deploys_a_small_staging_dev_mode_stack(template: dict[s
     assert vault["server"]["dev"]["enabled"] is True
     assert run.outputs["vaultMode"] == "dev"
     # What `up` would print and comment: every service under the stack's own subdomain.
+    exported = run.outputs["urls"]
+    domain = settings.domain
+    assert exported == {
+        "vault": f"https://vault.{domain}",
+        "grafana": f"https://grafana.{domain}",
+        "argocd": f"https://argocd.{domain}",
+        "traefik": f"https://traefik.{domain}/dashboard/",
+    }
     urls = ephemeral.service_urls(run.outputs, settings.domain)
-    for service in ("vault", "grafana", "argocd", "traefik"):
-        assert urls[service].startswith(f"https://{service}.{settings.domain}")
+    assert {service: urls[service] for service in exported} == exported

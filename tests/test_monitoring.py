@@ -226,15 +226,13 @@ def test_retention_and_volumes_follow_config(dev_config: dict[str, Any]) -> None
 
 
 def test_defaults_when_unset(stack_runs: dict[str, ProgramRun]) -> None:
-    defaults = MonitoringSettings()
+    # The documented defaults (README config reference).
     values = kps_release(stack_runs["dev"]).inputs["values"]
     spec = values["prometheus"]["prometheusSpec"]
-    assert spec["retention"] == defaults.prometheus_retention
-    assert spec["storageSpec"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"] == (
-        defaults.prometheus_storage_size
-    )
+    assert spec["retention"] == "15d"
+    assert spec["storageSpec"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"] == "20Gi"
     assert "storageClassName" not in spec["storageSpec"]["volumeClaimTemplate"]["spec"]
-    assert values["grafana"]["persistence"]["size"] == defaults.grafana_storage_size
+    assert values["grafana"]["persistence"]["size"] == "5Gi"
 
 
 # --- Grafana admin credentials ---------------------------------------------------------------------
@@ -248,7 +246,7 @@ def test_admin_credentials_come_from_the_secret(stack_runs: dict[str, ProgramRun
     assert admin["existingSecret"] == secret.inputs["metadata"]["name"]
     assert secret.inputs["metadata"]["namespace"] == kps_release(run).inputs["namespace"]
     data = secret.inputs["stringData"]
-    assert data[admin["userKey"]] == MonitoringSettings().grafana_admin_user == run.outputs["grafanaAdminUser"]
+    assert data[admin["userKey"]] == "admin" == run.outputs["grafanaAdminUser"]
     assert data[admin["passwordKey"]] == fake_password("grafana-admin") == run.outputs["grafanaAdminPassword"]
     assert "adminPassword" not in grafana
 
@@ -452,6 +450,7 @@ def test_required_alerts_exist() -> None:
 
 def test_rules_wait_for_the_crds_only(stack_runs: dict[str, ProgramRun]) -> None:
     run = stack_runs["dev"]
+    assert run.of_type(RULE)
     for registration in run.of_type(RULE):
         assert set(registration.dependencies) == {kps_release(run).urn}, registration.name
 

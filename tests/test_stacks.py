@@ -12,12 +12,15 @@ import yaml
 
 from components.charts import ALL_CHARTS
 from components.config import Settings
-from harness import PROJECT, PROJECT_ROOT, STACKS, ProgramRun, fake_password, stack_config
+from harness import PROJECT, PROJECT_ROOT, STACKS, ProgramRun, fake_password, run_program, stack_config
 
 
 def test_every_stack_file_is_exercised(stack_runs: dict[str, ProgramRun]) -> None:
-    assert {"dev", "prod"} <= set(STACKS)
-    assert set(stack_runs) == set(STACKS)
+    stack_files = {
+        path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in PROJECT_ROOT.glob("Pulumi.*.yaml")
+    }
+    assert stack_files == {"dev", "prod"}
+    assert set(stack_runs) == stack_files
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -32,6 +35,7 @@ def test_stack_registers_a_cluster_and_exports(stack: str, stack_runs: dict[str,
 def test_every_resource_sits_under_a_component(stack: str, stack_runs: dict[str, ProgramRun]) -> None:
     run = stack_runs[stack]
     components = {r.urn for r in run.registrations if not r.custom}
+    assert len(components) >= 5, "cluster, edge, monitoring, Argo CD and Vault components"
     for registration in run.registrations:
         if registration.custom:
             assert registration.parent in components, f"{registration.type} {registration.name} is not in a component"
@@ -44,11 +48,36 @@ def test_no_secret_in_plaintext(stack: str, stack_runs: dict[str, ProgramRun]) -
     config, _ = stack_config(stack)
     secrets = [fake_password(r.name) for r in run.of_type("random:index/randomPassword:RandomPassword")]
     secrets += [value for value in json.dumps(config).split('"') if value.startswith("dummy-secret-")]
+    assert secrets, "nothing to look for: the stack generates no password"
     exposed = run.plaintext()
     for secret in secrets:
         assert secret not in exposed
     assert "mytoken" not in exposed
     assert "fake-kube-token" not in exposed
+
+
+def test_secure_values_in_a_stack_file_stay_secret(tmp_path: Path) -> None:
+    """A stack file as `pulumi config set --secret --path` writes it: secrets reach resources only as secrets."""
+    document = yaml.safe_load((PROJECT_ROOT / "Pulumi.dev.yaml").read_text())
+    config = document["config"]
+    config[f"{PROJECT}:edge"] = {"dashboardPassword": {"secure": "v1:AAAA"}}
+    config[f"{PROJECT}:argocd"] = {"adminPassword": {"secure": "v1:BBBB"}}
+    config[f"{PROJECT}:monitoring"] = {"grafanaAdminPassword": {"secure": "v1:CCCC"}}
+    (tmp_path / "Pulumi.secure.yaml").write_text(yaml.safe_dump(document))
+
+    loaded, secret_keys = stack_config("secure", tmp_path)
+    assert sorted(secret_keys) == [f"{PROJECT}:argocd", f"{PROJECT}:edge", f"{PROJECT}:monitoring"]
+    run = run_program(loaded, stack="secure", secret_keys=secret_keys)
+    dummies = [
+        f"dummy-secret-{PROJECT}:edge.dashboardPassword",
+        f"dummy-secret-{PROJECT}:argocd.adminPassword",
+        f"dummy-secret-{PROJECT}:monitoring.grafanaAdminPassword",
+    ]
+    everything = json.dumps([r.raw_inputs for r in run.registrations])
+    assert dummies[2] in everything  # it was used (as a secret) ...
+    for dummy in dummies:
+        assert dummy not in run.plaintext()  # ... and never outside a secret marker
+    assert not [r for r in run.of_type("random:index/randomPassword:RandomPassword") if r.name.endswith("password")]
 
 
 def test_project_file() -> None:
@@ -78,7 +107,14 @@ def test_readme_config_reference_is_current() -> None:
     assert generated in readme, "run: python scripts/config_reference.py --write"
 
 
-def test_pinned_charts_match_the_reference(reference: Path) -> None:
+def test_pinned_charts_are_the_agreed_versions(reference: Path) -> None:
+    # The versions the platform is built and documented for (README, platform facts).
+    assert {pin.chart: pin.version for pin in ALL_CHARTS} == {
+        "traefik": "41.3.0",
+        "argo-cd": "10.1.1",
+        "kube-prometheus-stack": "88.5.3",
+        "vault": "0.34.1",
+    }
     index = json.loads((reference / "index.json").read_text())
     for pin in ALL_CHARTS:
         assert index["charts"][pin.chart]["version"] == pin.version, pin.chart

@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components.charts import VAULT
-from components.config import VaultSettings, load_settings
+from components.config import ConfigError, VaultSettings, load_settings
 from components.routes import EdgeRouting
 from components.vault import EgoVault, VaultArgs
 from harness import (
@@ -276,7 +276,7 @@ def test_sgx_resources_and_node_selector() -> None:
 def test_existing_cluster_requests_epc_without_a_node_selector() -> None:
     run = run_vault(sgx_pool=False, node_selector=None)
     server = values_of(run)["server"]
-    assert server["resources"]["limits"]["sgx.intel.com/epc"] == VaultSettings().epc
+    assert server["resources"]["limits"]["sgx.intel.com/epc"] == "1536Mi"  # the documented default
     assert not server.get("nodeSelector")
 
 
@@ -517,7 +517,7 @@ def test_epc_over_the_pool_capacity_is_refused() -> None:
 )
 def test_vault_field_rules(overrides: dict[str, Any], message: str) -> None:
     config = with_overrides(stack_config("dev")[0], overrides)
-    with pytest.raises(Exception, match=re.escape(f"{PROJECT}:{message}")):
+    with pytest.raises(ConfigError, match=re.escape(f"{PROJECT}:{message}")):
         load_settings(encode_config(config))
 
 

@@ -123,7 +123,9 @@ def test_workflows_install_the_pulumi_cli_of_the_sdk_pin() -> None:
     sdk = re.search(r"^pulumi==(\S+)$", (PROJECT_ROOT / "requirements.txt").read_text(), re.MULTILINE)
     assert sdk is not None
     for name in ("preview", "deploy", "ephemeral", "reap"):
-        for _, _, step in pulumi_steps(load(name)):
+        steps_using_pulumi = pulumi_steps(load(name))
+        assert steps_using_pulumi, name
+        for _, _, step in steps_using_pulumi:
             assert step["with"]["pulumi-version"] == sdk.group(1), name
 
 
@@ -284,7 +286,9 @@ def test_signing_key_only_reaches_the_approved_publish_job() -> None:
     assert readers == {"publish"}
     assert jobs["publish"]["if"].count("refs/tags/ego-vault-v") == 1
     assert jobs["publish"]["environment"] == "ego-vault-release"
-    for job in jobs.values():
-        for step in job["steps"]:
-            if step.get("uses", "").startswith("actions/checkout@"):
-                assert step["with"]["persist-credentials"] is False
+    checkouts = [
+        step for job in jobs.values() for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@")
+    ]
+    assert checkouts
+    for step in checkouts:
+        assert step["with"]["persist-credentials"] is False
