@@ -243,6 +243,17 @@ def test_sgx_size_table_has_exactly_the_documented_sizes() -> None:
     assert len(SGX_EPC_MIB) == 4 + 8 + 8
 
 
+@pytest.mark.parametrize("name", ["a", "cv-dev", "a" * 90])
+def test_resource_group_names_azure_accepts(name: str) -> None:
+    assert load({"cluster.resourceGroupName": name}).cluster.resource_group_name == name
+
+
+@pytest.mark.parametrize("name", ["a" * 91, "rg."])
+def test_resource_group_names_azure_refuses(name: str) -> None:
+    found = problems({"cluster.resourceGroupName": name})
+    assert found[0].startswith("confidential-vault:cluster.resourceGroupName: is not a valid resource group name")
+
+
 def test_epc_within_capacity_is_accepted() -> None:
     settings = load({"cluster.sgxPool.vmSize": "Standard_DC2s_v2", "vault.epc": "56Mi"})
     assert settings.cluster.sgx_pool.epc_mib == 56
