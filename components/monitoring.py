@@ -67,8 +67,10 @@ def retention_size(storage_size: str) -> str:
     return f"{int(quantity_mib(storage_size) * RETENTION_SIZE_SHARE)}MB"
 
 
-def release_values(settings: MonitoringSettings, host: str, admin_secret_name: pulumi.Input[str]) -> dict[str, Any]:
-    """Helm values: `values/kube-prometheus-stack.yaml` plus what this stack's settings decide.
+def release_values(
+    base: dict[str, Any], settings: MonitoringSettings, host: str, admin_secret_name: pulumi.Input[str]
+) -> dict[str, Any]:
+    """Helm values: the base values (`values/kube-prometheus-stack.yaml`) plus what this stack's settings decide.
 
     The admin password is not here: Grafana reads it from the Secret named `admin_secret_name`.
     """
@@ -95,7 +97,7 @@ def release_values(settings: MonitoringSettings, host: str, admin_secret_name: p
             "grafana.ini": {"server": {"domain": host, "root_url": f"https://{host}/"}},
         },
     }
-    return deep_merge(load_values(KUBE_PROMETHEUS_STACK.chart), computed)
+    return deep_merge(base, computed)
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -123,7 +125,8 @@ class Monitoring(pulumi.ComponentResource):
 
         password = configured_or_generated("grafana-admin", settings.grafana_admin_password, parent=self)
         # The Secret's keys are the ones the values tell Grafana to read, so the two cannot drift apart.
-        admin_keys = load_values(KUBE_PROMETHEUS_STACK.chart)["grafana"]["admin"]
+        base_values = load_values(KUBE_PROMETHEUS_STACK.chart)
+        admin_keys = base_values["grafana"]["admin"]
         admin_secret = k8s.core.v1.Secret(
             "grafana-admin",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=ADMIN_SECRET_NAME, namespace=namespace_name),
@@ -135,7 +138,7 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
 
-        values = release_values(settings, args.host, admin_secret.metadata.name)
+        values = release_values(base_values, settings, args.host, admin_secret.metadata.name)
         grafana_values = values["grafana"]
 
         release = pinned_release(
