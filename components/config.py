@@ -764,16 +764,13 @@ def _aks_problems(settings: Settings) -> list[Problem]:
                 allowed="a team or person, e.g. platform-team",
             )
         )
-    for key in ("kubeconfig", "kubeconfigPath", "kubeconfigContext"):
-        if to_snake(key) in cluster.model_fields_set:
-            problems.append(
-                Problem(
-                    f"cluster.{key}",
-                    "only applies to provider existing",
-                    "[hidden]" if key == "kubeconfig" else _render(getattr(cluster, to_snake(key))),
-                    "unset with provider aks",
-                )
-            )
+    problems += _set_but_inapplicable(
+        cluster,
+        "cluster",
+        ("kubeconfig", "kubeconfig_path", "kubeconfig_context"),
+        "only applies to provider existing",
+        "unset with provider aks",
+    )
     return problems
 
 
@@ -839,15 +836,13 @@ def _monitoring_problems(settings: Settings) -> list[Problem]:
     monitoring = settings.monitoring
     if monitoring.enabled:
         return []
-    return [
-        Problem(
-            f"monitoring.{to_camel(name)}",
-            "only applies when monitoring is enabled",
-            "[hidden]" if name == "grafana_admin_password" else _render(getattr(monitoring, name)),
-            "unset with monitoring.enabled false",
-        )
-        for name in sorted(monitoring.model_fields_set - {"enabled"})
-    ]
+    return _set_but_inapplicable(
+        monitoring,
+        "monitoring",
+        sorted(monitoring.model_fields_set - {"enabled"}),
+        "only applies when monitoring is enabled",
+        "unset with monitoring.enabled false",
+    )
 
 
 def _existing_problems(cluster: ClusterSettings) -> list[Problem]:
@@ -871,18 +866,24 @@ def _existing_problems(cluster: ClusterSettings) -> list[Problem]:
         "location",
         "acr_pull_registry_ids",
     )
-    for name in aks_only:
-        if name in cluster.model_fields_set:
-            problems.append(
-                Problem(
-                    f"cluster.{to_camel(name)}", "only applies to provider aks", allowed="unset with provider existing"
-                )
-            )
+    problems += _set_but_inapplicable(
+        cluster, "cluster", aks_only, "only applies to provider aks", "unset with provider existing", show_value=False
+    )
     return problems
 
 
-def to_snake(camel: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower()
+def _set_but_inapplicable(
+    section: BaseModel, prefix: str, names: Iterable[str], message: str, allowed: str, *, show_value: bool = True
+) -> list[Problem]:
+    """A problem for each of `names` the operator set although it does nothing here; secret values stay hidden."""
+    problems = []
+    for name in names:
+        if name not in section.model_fields_set:
+            continue
+        value = getattr(section, name)
+        got = None if not show_value else "[hidden]" if isinstance(value, SecretStr) else _render(value)
+        problems.append(Problem(f"{prefix}.{to_camel(name)}", message, got, allowed))
+    return problems
 
 
 def load_stack_settings() -> Settings:

@@ -413,3 +413,18 @@ def test_settings_from_the_cli_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
     with pytest.raises(pulumi.RunError, match=r"edge\.dashboardPassword: is a secret but stored in plaintext"):
         contextvars.Context().run(load_stack_settings)
+
+
+def test_inapplicable_secret_is_reported_without_its_value() -> None:
+    found = problems({"cluster.kubeconfig": "kubeconfig-secret-text"}, secret_keys=("cluster",))
+    assert found == [
+        "confidential-vault:cluster.kubeconfig: only applies to provider existing (got [hidden]; "
+        "allowed: unset with provider aks)"
+    ]
+    found = problems(
+        {"monitoring": {"enabled": False, "grafanaAdminPassword": "grafana-secret-text"}}, secret_keys=("monitoring",)
+    )
+    assert found == [
+        "confidential-vault:monitoring.grafanaAdminPassword: only applies when monitoring is enabled (got [hidden]; "
+        "allowed: unset with monitoring.enabled false)"
+    ]
