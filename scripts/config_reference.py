@@ -1,4 +1,4 @@
-"""Generate the README's config reference table from the pydantic models in components/config.py.
+"""Generate the README's config reference table from the pydantic models in `components/config/`.
 
 python scripts/config_reference.py          # print the table
 python scripts/config_reference.py --write  # update README.md between the markers

@@ -321,7 +321,7 @@ BASE_CONFIG: dict[str, Any] = {
 
 def load_argocd(argocd: dict[str, Any]) -> Settings:
     config = {**BASE_CONFIG, f"{PROJECT}:argocd": argocd}
-    return load_settings(encode_config(config), [f"{PROJECT}:argocd"])
+    return load_settings(encode_config(config), [f"{PROJECT}:argocd"] if "adminPassword" in argocd else [])
 
 
 def argocd_problems(argocd: dict[str, Any]) -> list[str]:

@@ -466,7 +466,8 @@ def test_template_is_not_a_stack_file() -> None:
 
 
 def test_template_config_deploys_a_small_staging_dev_mode_stack(template: dict[str, Any]) -> None:
-    expires_at = NOW + timedelta(hours=24)
+    # A fixed expiry far ahead: the program refuses an `expiresAt` that has passed by the real clock.
+    expires_at = datetime(2099, 11, 24, 12, 0, 0, tzinfo=UTC)
     config = stack_config(template, "pr-42", expires_at)
     settings = load_settings(encode_config(config))
     assert settings.environment == "ephemeral"
@@ -478,7 +479,7 @@ def test_template_config_deploys_a_small_staging_dev_mode_stack(template: dict[s
     run = run_program(config, stack="pr-42")
     assert run.outputs["environment"] == "ephemeral"
     cluster = run.one(CLUSTER)
-    assert cluster.inputs["tags"]["expires-at"] == "2026-11-24T12:00:00Z"
+    assert cluster.inputs["tags"]["expires-at"] == "2099-11-24T12:00:00Z"
     assert cluster.inputs["tags"]["environment"] == "ephemeral"
     assert cluster.inputs["tags"]["stack"] == "pr-42"
     assert not any(registration.protect for registration in run.registrations)
@@ -487,12 +488,12 @@ def test_template_config_deploys_a_small_staging_dev_mode_stack(template: dict[s
     pool = run.one(AGENT_POOL)
     assert pool.inputs["count"] == 1
     assert pool.inputs["enableAutoScaling"] is False
-    assert pool.inputs["tags"]["expires-at"] == "2026-11-24T12:00:00Z"
-    # Let's Encrypt's staging CA on the Traefik resolver, and Vault's dev server.
+    assert pool.inputs["tags"]["expires-at"] == "2099-11-24T12:00:00Z"
+    # Let's Encrypt's staging CA on the Traefik resolver, and OpenBao's dev server.
     traefik = run.one(HELM_RELEASE, "traefik").inputs["values"]
     [resolver] = traefik["certificatesResolvers"].values()
     assert resolver["acme"]["caServer"].startswith("https://acme-staging-v02.api.letsencrypt.org/")
-    vault = run.one(HELM_RELEASE, "ego-vault").inputs["values"]
+    vault = run.one(HELM_RELEASE, "openbao").inputs["values"]
     assert vault["server"]["dev"]["enabled"] is True
     assert run.outputs["vaultMode"] == "dev"
     # What `up` would print and comment: every service under the stack's own subdomain.

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, Field, SecretStr
 
-from components.config.base import InvalidValueError, KubernetesName, Problem, Section, render_value
+from components.config.base import (
+    InvalidValueError,
+    KubernetesName,
+    Problem,
+    Section,
+    render_value,
+    without_credentials,
+)
 
 if TYPE_CHECKING:
     from components.config.settings import Settings
@@ -19,7 +26,7 @@ PLATFORM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "argocd"
 
 
 def _git_url(value: str) -> str:
-    # URLs with credentials pass here and are refused by `argocd_problems`, which can hide them in the message.
+    # URLs with credentials pass here and are refused by `argocd_problems`; every message shows them hidden.
     if not _GIT_URL.match(value):
         raise InvalidValueError(
             "is not a Git repository URL",
@@ -68,16 +75,6 @@ class ArgoCdSettings(Section):
     )
 
 
-def _without_credentials(url: str) -> str | None:
-    """`url` with its secret user info (any on https, `user:password` on ssh) hidden, or None if it has none."""
-    scheme, separator, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    user_info, at, host = authority.rpartition("@")
-    if not separator or not at or (scheme != "https" and ":" not in user_info):
-        return None
-    return f"{scheme}://[hidden]@{host}{slash}{path}"
-
-
 def argocd_problems(settings: Settings) -> list[Problem]:
     """GitOps applications: unique names, allowed destinations, and an Argo CD to run them."""
     argocd = settings.argocd
@@ -103,13 +100,12 @@ def argocd_problems(settings: Settings) -> list[Problem]:
                 )
             )
         seen.setdefault(application.name, index)
-        redacted = _without_credentials(application.repo_url)
-        if redacted is not None:
+        if without_credentials(application.repo_url) != application.repo_url:
             problems.append(
                 Problem(
                     f"argocd.applications[{index}].repoURL",
                     "must not carry credentials (stack files are plaintext); add them as an Argo CD repository secret",
-                    render_value(redacted),
+                    render_value(application.repo_url),
                     "https://host/org/repo.git",
                 )
             )

@@ -52,29 +52,39 @@ class EdgeSettings(Section):
     )
 
 
-def edge_problems(settings: Settings) -> list[Problem]:
-    """Let's Encrypt, DNS and Traefik rules that relate several keys."""
-    problems: list[Problem] = []
+def acme_problems(settings: Settings) -> list[Problem]:
+    """Let's Encrypt needs an account contact."""
     if settings.acme.email is None:
-        problems.append(Problem("acme.email", "is required (Let's Encrypt account contact)", allowed="name@domain"))
+        return [Problem("acme.email", "is required (Let's Encrypt account contact)", allowed="name@domain")]
+    return []
 
-    if settings.dns is not None:
-        zone = settings.dns.zone_name
-        if settings.domain != zone and not settings.domain.endswith(f".{zone}"):
-            problems.append(
-                Problem(
-                    "dns.zoneName",
-                    f"does not contain the domain {settings.domain}",
-                    render_value(zone),
-                    f"{settings.domain} or a parent zone of it",
-                )
-            )
-        if settings.cluster.provider == "existing":
-            problems.append(
-                Problem(
-                    "dns",
-                    "needs cluster.provider aks: the records point at the static IP the program creates there",
-                    allowed="unset with provider existing (create the records listed in the dnsRecords output)",
-                )
-            )
-    return problems
+
+def dns_zone_problems(settings: Settings) -> list[Problem]:
+    """The zone must contain the domain the records are created for."""
+    if settings.dns is None:
+        return []
+    zone = settings.dns.zone_name
+    if settings.domain == zone or settings.domain.endswith(f".{zone}"):
+        return []
+    domain = settings.shown("domain", settings.domain)
+    return [
+        Problem(
+            "dns.zoneName",
+            f"does not contain the domain {domain}",
+            render_value(zone),
+            f"{domain} or a parent zone of it",
+        )
+    ]
+
+
+def dns_provider_problems(settings: Settings) -> list[Problem]:
+    """The records point at the static IP the program creates on AKS."""
+    if settings.dns is None or settings.cluster.provider != "existing":
+        return []
+    return [
+        Problem(
+            "dns",
+            "needs cluster.provider aks: the records point at the static IP the program creates there",
+            allowed="unset with provider existing (create the records listed in the dnsRecords output)",
+        )
+    ]
