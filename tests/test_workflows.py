@@ -18,7 +18,7 @@ import yaml
 from harness import PROJECT_ROOT, STACKS
 
 WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
-OURS = ("ci", "preview", "deploy", "ephemeral", "reap")
+OURS = ("ci", "preview", "preview-comment", "deploy", "ephemeral", "reap")
 _PIN = re.compile(r"^(v\d+(\.\d+){0,2}|[0-9a-f]{40})$")
 _WRITE_COMMANDS = {"up", "update", "destroy", "refresh", "import"}
 
@@ -105,11 +105,58 @@ def test_preview_comments_a_diff_for_every_long_lived_stack() -> None:
     assert "secrets.PULUMI_BACKEND_URL" in inputs["cloud-url"]
 
 
+def test_preview_renders_manifests_without_privileges() -> None:
+    """The rendered-manifest job runs the PR's code (forks included): read-only token, no secrets, no OIDC."""
+    workflow = load("preview")
+    render = workflow["jobs"]["render"]
+    assert render["permissions"] == {"contents": "read"}
+    assert "if" not in render, "it runs for pull requests from forks too"
+    text = yaml.safe_dump(render)
+    assert "secrets." not in text
+    assert "id-token" not in text
+    [checkout] = [step for step in render["steps"] if step.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["persist-credentials"] is False
+    [(run_step)] = [step for step in render["steps"] if "tools.render_diff" in step.get("run", "")]
+    assert "${{" not in run_step["run"], "event data reaches the script through env, never inlined"
+    assert run_step["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    assert '--base "$BASE_SHA"' in run_step["run"]
+    assert "--output-dir rendered-diff" in run_step["run"]
+    assert "-r requirements-dev.txt" in yaml.safe_dump(render["steps"])  # brings the pinned Helm
+    [upload] = [step for step in render["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")]
+    assert upload["with"]["name"] == "rendered-diff"
+    assert upload["if"] == "always()", "a failed render still reports why"
+
+
+def test_rendered_manifests_are_posted_by_a_workflow_that_never_runs_pr_code() -> None:
+    workflow = load("preview-comment")
+    assert triggers(workflow) == {"workflow_run": {"workflows": [load("preview")["name"]], "types": ["completed"]}}
+    assert workflow["permissions"] == {}
+    [(job_id, job)] = workflow["jobs"].items()
+    assert job["permissions"] == {"actions": "read", "contents": "read", "pull-requests": "write"}, job_id
+    for step in job["steps"]:
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step["with"]["ref"] == "${{ github.event.repository.default_branch }}"
+            assert step["with"]["persist-credentials"] is False
+        else:
+            assert "uses" not in step, "no other action sees the write token"
+    script = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "python" not in script
+    assert "gh run download" in script
+    assert "--name rendered-diff" in script
+    # The PR number comes from the artifact: it counts only if that PR's head is the commit the run rendered.
+    assert '"$pr_head" != "$HEAD_SHA"' in script
+    assert "tools/pr-comment.sh" in script
+    assert "<!-- confidential-vault:rendered-manifests:%s -->" in script
+    assert "${{" not in script
+
+
 def test_pulumi_jobs_log_in_to_azure_through_oidc() -> None:
     for name in ("preview", "deploy", "ephemeral", "reap"):
         workflow = load(name)
         assert workflow["permissions"].get("id-token") == "write", name
         for job_id, job in workflow["jobs"].items():
+            if (name, job_id) == ("preview", "render"):
+                continue  # renders offline under mocks: no Azure (test_preview_renders_manifests_without_privileges)
             env = {**workflow.get("env", {}), **job.get("env", {})}
             assert env.get("ARM_USE_OIDC") == "true", f"{name}:{job_id}"
             for key in ("ARM_CLIENT_ID", "ARM_TENANT_ID", "ARM_SUBSCRIPTION_ID"):
@@ -167,12 +214,14 @@ def test_ci_fetches_reference_data_before_running_the_project_ci() -> None:
     [job] = workflow["jobs"].values()
     runs = [step.get("run", "") for step in job["steps"]]
     uses = [step.get("uses", "") for step in job["steps"]]
-    assert any(action.startswith("azure/setup-helm@") for action in uses)
+    # The pinned Helm comes with requirements-dev.txt (tools/helm.py), which the fetch step installs.
+    assert not any(action.startswith("azure/setup-helm@") for action in uses)
     fetch = next(index for index, run in enumerate(runs) if "scripts/fetch_reference.py" in run)
     ci = next(index for index, run in enumerate(runs) if "bash .ci/run" in run)
     assert fetch < ci
     assert 'CV_REFERENCE_DIR=$RUNNER_TEMP/reference" >> "$GITHUB_ENV"' in runs[fetch]
     assert '"$RUNNER_TEMP/reference"' in runs[fetch]
+    assert "-r requirements-dev.txt" in runs[fetch]
 
 
 def test_ci_script_lints_workflows_before_the_tests() -> None:
@@ -280,12 +329,12 @@ def test_bootstrap_rejects_bad_input_before_calling_azure(tmp_path: Path, args: 
 
 def test_signing_key_only_reaches_the_approved_publish_job() -> None:
     """Pull-request builds run the PR's own build script: they must never see the real enclave signing key."""
-    workflow = load("ego-vault-image")
+    workflow = load("ego-openbao-image")
     jobs = workflow["jobs"]
-    readers = {name for name, job in jobs.items() if "EGO_VAULT_SIGNING_KEY" in yaml.safe_dump(job)}
+    readers = {name for name, job in jobs.items() if "EGO_OPENBAO_SIGNING_KEY" in yaml.safe_dump(job)}
     assert readers == {"publish"}
-    assert jobs["publish"]["if"].count("refs/tags/ego-vault-v") == 1
-    assert jobs["publish"]["environment"] == "ego-vault-release"
+    assert jobs["publish"]["if"].count("refs/tags/ego-openbao-v") == 1
+    assert jobs["publish"]["environment"] == "ego-openbao-release"
     checkouts = [
         step for job in jobs.values() for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@")
     ]
