@@ -1,8 +1,9 @@
-"""Monitoring: kube-prometheus-stack with Grafana behind Traefik, the project's dashboards and alerts.
+"""Monitoring: kube-prometheus-stack with Grafana behind Traefik, the project's dashboards and alerts, and receivers.
 
 Dashboards live as Grafana JSON in `dashboards/` and alerts as PrometheusRule specs in `alerts/`; this
 component only ships them: one ConfigMap per dashboard (picked up by Grafana's sidecar) and one
-PrometheusRule per alert file.
+PrometheusRule per alert file. Alertmanager's receivers come from `monitoring.alerting` (components/alerting.py),
+their secrets from one Kubernetes Secret mounted into the Alertmanager pods.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from components.alerting import SECRET_NAME, alertmanager_config, delivery_summary, receiver_secrets
 from components.charts import KUBE_PROMETHEUS_STACK, deep_merge, load_values, pinned_release
 from components.config import MonitoringSettings, quantity_mib
 from components.passwords import configured_or_generated
@@ -34,6 +36,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS_DIR = PROJECT_ROOT / "dashboards"
 ALERTS_DIR = PROJECT_ROOT / "alerts"
 
+# Rule files about the secret store. Without its metrics (dev mode) they would fire for as long as it runs.
+SECRET_STORE_RULE_FILES = frozenset({"vault", "audit"})
+
 # Prometheus deletes the oldest blocks beyond this share of its volume, so a busy cluster cannot fill
 # the disk (a full disk stops ingestion) before the time-based retention would have.
 RETENTION_SIZE_SHARE = 0.85
@@ -49,7 +54,7 @@ class MonitoringArgs:
     routing: EdgeRouting
     provider: k8s.Provider
     vault_alerts: bool = True
-    """Whether Vault is scraped (server mode); without metrics its alerts would fire for as long as it runs."""
+    """Whether the secret store is scraped (server mode); decides whether `SECRET_STORE_RULE_FILES` are applied."""
 
 
 def dashboard_files() -> dict[str, dict[str, Any]]:
@@ -68,11 +73,16 @@ def retention_size(storage_size: str) -> str:
 
 
 def release_values(
-    base: dict[str, Any], settings: MonitoringSettings, host: str, admin_secret_name: pulumi.Input[str]
+    base: dict[str, Any],
+    settings: MonitoringSettings,
+    host: str,
+    admin_secret_name: pulumi.Input[str],
+    receivers_secret_name: pulumi.Input[str] | None = None,
 ) -> dict[str, Any]:
     """Helm values: the base values (`values/kube-prometheus-stack.yaml`) plus what this stack's settings decide.
 
-    The admin password is not here: Grafana reads it from the Secret named `admin_secret_name`.
+    No secret is here: Grafana reads its admin password from the Secret named `admin_secret_name`, Alertmanager its
+    webhook URLs and SMTP password from files of the Secret `receivers_secret_name` (None when there are none).
     """
     volume: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
@@ -83,6 +93,10 @@ def release_values(
         volume["storageClassName"] = settings.storage_class
         grafana_persistence["storageClassName"] = settings.storage_class
     computed: dict[str, Any] = {
+        "alertmanager": {
+            "config": alertmanager_config(settings.alerting),
+            "alertmanagerSpec": {"secrets": [receivers_secret_name] if receivers_secret_name is not None else []},
+        },
         "prometheus": {
             "prometheusSpec": {
                 "retention": settings.prometheus_retention,
@@ -114,6 +128,8 @@ class Monitoring(pulumi.ComponentResource):
     grafana_url: str
     grafana_admin_user: str
     grafana_admin_password: pulumi.Output[str]
+    alert_delivery: dict[str, str]
+    """Where critical and warning alerts and the Watchdog go, in words; says NOBODY where nothing is configured."""
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("confidential-vault:monitoring:Monitoring", name, None, opts)
@@ -138,7 +154,29 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
 
-        values = release_values(base_values, settings, args.host, admin_secret.metadata.name)
+        secrets = receiver_secrets(settings.alerting)
+        receivers_secret = None
+        if secrets:
+            receivers_secret = k8s.core.v1.Secret(
+                "alertmanager-receivers",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=SECRET_NAME, namespace=namespace_name),
+                type="Opaque",
+                string_data={key: pulumi.Output.secret(value.get_secret_value()) for key, value in secrets.items()},
+                opts=child,
+            )
+        self.alert_delivery = delivery_summary(settings.alerting)
+        if not settings.alerting.critical.configured:
+            pulumi.log.warn(
+                "Critical alerts notify nobody: configure monitoring.alerting.critical (README, Monitoring).", self
+            )
+
+        values = release_values(
+            base_values,
+            settings,
+            args.host,
+            admin_secret.metadata.name,
+            receivers_secret.metadata.name if receivers_secret is not None else None,
+        )
         grafana_values = values["grafana"]
 
         release = pinned_release(
@@ -168,7 +206,7 @@ class Monitoring(pulumi.ComponentResource):
 
         # Rules need the PrometheusRule CRD, i.e. the release, and nothing else.
         for stem, spec in alert_files().items():
-            if stem == "vault" and not args.vault_alerts:
+            if stem in SECRET_STORE_RULE_FILES and not args.vault_alerts:
                 continue
             k8s.apiextensions.CustomResource(
                 f"alerts-{stem}",
@@ -200,5 +238,6 @@ class Monitoring(pulumi.ComponentResource):
                 "grafanaUrl": self.grafana_url,
                 "grafanaAdminUser": self.grafana_admin_user,
                 "grafanaAdminPassword": self.grafana_admin_password,
+                "alertDelivery": self.alert_delivery,
             }
         )

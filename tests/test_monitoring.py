@@ -65,6 +65,13 @@ KNOWN_METRICS: dict[str, set[str]] = {
         "vault_core_handle_login_request_count",
         "vault_token_count",
         "vault_expire_num_leases",
+        # Audit broker (vault/audit_broker.go, openbao/openbao v2.6.2): counters vault.audit.log_request_failure
+        # and vault.audit.log_response_failure, incremented by 0 or 1 for every request and response.
+        "vault_audit_log_request_failure",
+        "vault_audit_log_response_failure",
+        # HA state (vault/core_metrics.go metricsLoop, openbao/openbao v2.6.2): gauge vault.core.active, 1 on the
+        # active server and 0 on standbys, refreshed on every unsealed server.
+        "vault_core_active",
     },
     # kube-state-metrics docs/metrics (node-metrics.md, pod-metrics.md, daemonset-metrics.md) and
     # internal/store/{node,pod,daemonset}.go.
@@ -81,6 +88,8 @@ KNOWN_METRICS: dict[str, set[str]] = {
         "kube_daemonset_status_desired_number_scheduled",
         "kube_daemonset_status_number_ready",
         "kube_daemonset_status_number_available",
+        # statefulset-metrics.md: the desired replicas (spec.replicas).
+        "kube_statefulset_replicas",
     },
     # Traefik metrics overview (doc.traefik.io/traefik/observability/metrics/overview): TLS certificates
     # expiration `traefik_tls_certs_not_after`, labels cn, sans, serial.
@@ -417,12 +426,13 @@ def test_epc_selectors_use_kube_state_metrics_naming(source: str, expr: str) -> 
 # --- alert rules ----------------------------------------------------------------------------------
 
 
-def test_vault_alerts_only_when_vault_is_scraped(dev_config: dict[str, Any]) -> None:
+def test_secret_store_alerts_only_when_it_is_scraped(dev_config: dict[str, Any]) -> None:
+    secret_store = {"alerts-vault", "alerts-audit"}
     dev_mode = run_program(with_overrides(dev_config, {"vault.mode": "dev"}))
-    assert "alerts-vault" not in {r.name for r in dev_mode.of_type(RULE)}
+    assert not secret_store & {r.name for r in dev_mode.of_type(RULE)}
     assert {"alerts-sgx", "alerts-certificates"} <= {r.name for r in dev_mode.of_type(RULE)}
     server_mode = run_program(dev_config)
-    assert "alerts-vault" in {r.name for r in server_mode.of_type(RULE)}
+    assert secret_store <= {r.name for r in server_mode.of_type(RULE)}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -439,13 +449,23 @@ def test_rules_are_conformant_prometheus_rules(reference: Path, stack_runs: dict
 
 
 def test_required_alerts_exist() -> None:
-    exprs = dict(rule_exprs())
-    by_alert = {source.split(":", 1)[1]: expr for source, expr in exprs.items()}
-    assert "vault_core_unsealed" in by_alert["VaultSealed"]
-    assert metric_names(by_alert["VaultDown"]) == {"up"}
-    assert 'created_by_name="sgx-plugin"' in by_alert["SgxDevicePluginNotReady"]
-    assert "kube_node_status_allocatable" in by_alert["SgxEpcRequestsNearCapacity"]
-    assert metric_names(by_alert["CertificateExpiringSoon"]) == {"traefik_tls_certs_not_after"}
+    """The conditions the platform must page or warn about, by the metrics that show them and their severity."""
+    shipped: dict[tuple[str, str], str] = {}
+    for path in ALERT_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                shipped[(rule["alert"], rule["labels"]["severity"])] = rule["expr"]
+
+    def severities(metric: str, *, also: str = "") -> set[str]:
+        return {severity for (_, severity), expr in shipped.items() if metric in metric_names(expr) and also in expr}
+
+    assert "critical" in severities("vault_core_unsealed")  # sealed secret store
+    assert "critical" in severities("up", also="openbao")  # secret store down
+    assert severities("vault_audit_log_request_failure") == {"critical"}  # audit failing: requests refused
+    assert severities("vault_audit_log_response_failure") == {"critical"}
+    assert "critical" in severities("kube_pod_status_ready", also='created_by_name="sgx-plugin"')  # SGX plugin
+    assert "warning" in severities("kube_node_status_allocatable", also="kube_pod_container_resource_requests")  # EPC
+    assert severities("traefik_tls_certs_not_after") == {"warning", "critical"}  # certificate expiry
 
 
 def test_rules_wait_for_the_crds_only(stack_runs: dict[str, ProgramRun]) -> None:
@@ -473,6 +493,7 @@ def test_disabled_monitoring_creates_nothing(dev_config: dict[str, Any]) -> None
     assert not [r for r in run.registrations if "grafana" in r.name]
     assert not [r for r in run.of_type("kubernetes:core/v1:Namespace") if r.inputs["metadata"]["name"] == "monitoring"]
     assert not {key for key in run.outputs if key.startswith("grafana")}
+    assert "alertDelivery" not in run.outputs
 
 
 def test_monitoring_settings_while_disabled_are_a_config_error(dev_config: dict[str, Any]) -> None:

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr
 
-from components.config.base import Duration, KubernetesName, Problem, Quantity, Section, set_but_inapplicable
+from components.config.alerting import AlertingSettings
+from components.config.base import KubernetesName, NonZeroDuration, Problem, Quantity, Section, set_but_inapplicable
 
 if TYPE_CHECKING:
     from components.config.settings import Settings
@@ -18,9 +19,9 @@ class MonitoringSettings(Section):
     enabled: bool = Field(default=True, description="Deploy the monitoring stack.")
     grafana_admin_user: str = Field(default="admin", min_length=1, description="Grafana admin user name.")
     grafana_admin_password: SecretStr | None = Field(
-        default=None, description="Grafana admin password (--secret); generated if unset."
+        default=None, min_length=1, description="Grafana admin password (--secret); generated if unset."
     )
-    prometheus_retention: Duration = Field(default="15d", description="How long Prometheus keeps samples.")
+    prometheus_retention: NonZeroDuration = Field(default="15d", description="How long Prometheus keeps samples.")
     prometheus_storage_size: Quantity = Field(
         default="20Gi", description="Prometheus volume size; samples are also dropped at 85% of it."
     )
@@ -28,6 +29,7 @@ class MonitoringSettings(Section):
     storage_class: KubernetesName | None = Field(
         default=None, description="Storage class of the Prometheus and Grafana volumes; unset means the default."
     )
+    alerting: AlertingSettings = Field(default_factory=lambda: AlertingSettings(), description="Alert notifications.")
 
 
 def monitoring_problems(settings: Settings) -> list[Problem]:
