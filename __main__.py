@@ -1,6 +1,7 @@
-"""confidential-vault: HashiCorp Vault in Intel SGX enclaves on AKS, with everything around it.
+"""confidential-vault: a secret store (OpenBao, the MPL fork of HashiCorp Vault) in Intel SGX enclaves on AKS.
 
-settings → cluster → edge (Traefik) → monitoring, Argo CD, Vault (in parallel) → exports
+settings → cluster → database (PostgreSQL storage) → edge (Traefik) → monitoring, Argo CD, seal key (attested
+unseal), secret store → exports
 """
 
 import pulumi
@@ -8,9 +9,16 @@ import pulumi
 from components.argocd import ArgoCd, ArgoCdArgs
 from components.cluster import ClusterArgs, ConfidentialCluster
 from components.config import load_stack_settings
+from components.config.database import creates_database, openbao_replicas, storage_kind
+from components.config.vault import attestation_provider_url
+from components.database import SecretStoreDatabase, SecretStoreDatabaseArgs
 from components.edge import Edge, EdgeArgs
 from components.monitoring import Monitoring, MonitoringArgs
-from components.vault import EgoVault, VaultArgs
+from components.openbao import NAMESPACE as VAULT_NAMESPACE
+from components.openbao import SERVICE_ACCOUNT_NAME as VAULT_SERVICE_ACCOUNT
+from components.openbao import OpenBao, OpenBaoArgs, PostgresStorage
+from components.release_policy import expected_enclave
+from components.seal import AttestedSeal, AttestedSealArgs
 
 settings = load_stack_settings()
 stack = pulumi.get_stack()
@@ -24,8 +32,13 @@ cluster = ConfidentialCluster(
         owner=settings.owner,
         expires_at=settings.expires_at,
         protect=settings.protected,
+        own_network=creates_database(settings),
     ),
 )
+
+database = None
+if storage_kind(settings) == "postgresql":
+    database = SecretStoreDatabase("database", SecretStoreDatabaseArgs.from_settings(settings, cluster, stack))
 
 edge = Edge("edge", EdgeArgs.from_settings(settings, cluster, stack))
 
@@ -55,17 +68,47 @@ if settings.argocd.enabled:
         ),
     )
 
-vault = EgoVault(
+# Attested unseal: Key Vault releases the seal key only to the attested enclave (the config rules allow it on AKS
+# only, where the cluster has a resource group and an OIDC issuer).
+seal = None
+if settings.vault.unseal.mode == "attested":
+    assert cluster.resource_group_name is not None
+    assert cluster.location is not None
+    assert cluster.oidc_issuer_url is not None
+    seal = AttestedSeal(
+        "vault-seal",
+        AttestedSealArgs(
+            settings=settings.vault.unseal,
+            enclave=expected_enclave(settings),
+            stack=stack,
+            resource_group_name=cluster.resource_group_name,
+            location=cluster.location,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            service_account_namespace=VAULT_NAMESPACE,
+            service_account_name=VAULT_SERVICE_ACCOUNT,
+            tags=cluster.azure_tags,
+            protect=settings.protected,
+        ),
+    )
+
+secret_store = OpenBao(
     "vault",
-    VaultArgs(
+    OpenBaoArgs(
         settings=settings.vault,
         host=settings.host("vault"),
         provider=cluster.provider,
         routing=edge.routing,
+        attestation_provider=attestation_provider_url(settings),
         sgx_pool=cluster.sgx_pool,
         sgx_node_selector=cluster.sgx_node_selector,
         monitoring_crds=monitoring.crds if monitoring is not None else None,
         image_pull_access=cluster.image_pull_access,
+        seal_access=seal.access if seal is not None else None,
+        postgres=(
+            PostgresStorage(database.connection_url, database.release_dependencies, openbao_replicas(settings))
+            if database is not None
+            else None
+        ),
         protect=settings.protected,
     ),
 )
@@ -88,12 +131,32 @@ if monitoring is not None:
     pulumi.export("grafanaUrl", monitoring.grafana_url)
     pulumi.export("grafanaAdminUser", monitoring.grafana_admin_user)
     pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
+    pulumi.export("alertDelivery", monitoring.alert_delivery)
 if argocd is not None:
     pulumi.export("argocdUrl", argocd.url)
     pulumi.export("argocdAdminUser", argocd.admin_user)
     pulumi.export("argocdAdminPassword", argocd.admin_password)
-pulumi.export("vaultUrl", vault.url)
-pulumi.export("vaultMode", vault.mode)
-pulumi.export("vaultEnclave", {"uniqueId": vault.enclave_unique_id, "signerId": vault.enclave_signer_id})
-if vault.dev_root_token is not None:
-    pulumi.export("vaultDevRootToken", vault.dev_root_token)
+# The secret store's outputs keep their wave-1 names (`vault*`): users script against them.
+pulumi.export("vaultUrl", secret_store.url)
+pulumi.export("vaultMode", secret_store.mode)
+# What scripts/verify.py checks the endpoint against; `vaultTlsTermination` says whether there is anything to verify
+# (`enclave`) or TLS ends at Traefik (`traefik`: the dev server, not confidential).
+pulumi.export("vaultEnclave", secret_store.expected_enclave)
+pulumi.export("vaultTlsTermination", secret_store.tls_termination)
+if seal is not None:
+    # What a reviewer and a client check about attested unseal: where the key lives, which version the enclave must
+    # name (also `vaultEnclave.sealKeyId`), which identity may ask for it, and the release policy on the key.
+    pulumi.export(
+        "vaultSeal",
+        {
+            "keyVaultUrl": seal.vault_uri,
+            "keyId": seal.key_id_with_version,
+            "clientId": seal.client_id,
+            "releasePolicy": seal.release_policy_json,
+        },
+    )
+if secret_store.dev_root_token is not None:
+    pulumi.export("vaultDevRootToken", secret_store.dev_root_token)
+if database is not None and database.server_id is not None:
+    pulumi.export("vaultDatabaseHost", database.host)
+    pulumi.export("vaultDatabaseServerId", database.server_id)

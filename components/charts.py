@@ -27,9 +27,10 @@ ARGO_CD = ChartPin("argo-cd", "10.1.1", "https://argoproj.github.io/argo-helm")
 KUBE_PROMETHEUS_STACK = ChartPin(
     "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"
 )
-VAULT = ChartPin("vault", "0.34.1", "https://helm.releases.hashicorp.com")
+# OpenBao (MPL-2.0), the maintained fork of HashiCorp Vault: README "Secret store: OpenBao in an enclave".
+OPENBAO = ChartPin("openbao", "0.29.2", "https://openbao.github.io/openbao-helm")
 
-ALL_CHARTS = (TRAEFIK, ARGO_CD, KUBE_PROMETHEUS_STACK, VAULT)
+ALL_CHARTS = (TRAEFIK, ARGO_CD, KUBE_PROMETHEUS_STACK, OPENBAO)
 
 
 def pinned_release(

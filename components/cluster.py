@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 from pulumi_azure_native import authorization, containerservice, resources
 
 from components.config import ClusterSettings
+from components.network import ClusterNetwork, NetworkArgs
 
 SYSTEM_POOL_NAME = "system"
 SGX_POOL_NAME = "sgx"
@@ -20,6 +21,8 @@ SGX_POOL_NAME = "sgx"
 SGX_POOL_LABEL = "confidential-vault/pool"
 # Azure built-in role "AcrPull".
 ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+# Azure built-in role "Network Contributor": what AKS documents for its identity on a subnet it does not own.
+NETWORK_CONTRIBUTOR_ROLE = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,10 @@ class ClusterArgs:
     owner: str | None = None
     expires_at: datetime | None = None
     protect: bool = False
+    own_network: bool = False
+    """AKS: put the node pools into a VNet of the program's (`network`), where private services such as the
+    secret store's database are reachable; otherwise AKS creates a VNet of its own. A cluster cannot move between
+    the two: an existing one is rebuilt (README "Storage: PostgreSQL", upgrade note)."""
 
 
 def azure_tags(args: ClusterArgs) -> dict[str, str]:
@@ -71,6 +78,10 @@ class ConfidentialCluster(pulumi.ComponentResource):
     """Principal id of the cluster's managed identity (for role assignments on resources outside the node group)."""
     azure_tags: dict[str, str]
     """Tags every Azure resource of the stack carries (empty on existing clusters)."""
+    network: ClusterNetwork | None
+    """The VNet the node pools are in, with the database subnet (`own_network`); None when AKS manages the VNet."""
+    oidc_issuer_url: pulumi.Output[str] | None
+    """The AKS OIDC issuer, which workload identity's federated credentials trust; None on existing clusters."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("confidential-vault:cluster:ConfidentialCluster", name, None, opts)
@@ -83,6 +94,8 @@ class ConfidentialCluster(pulumi.ComponentResource):
             self.identity_principal_id = None
             self.image_pull_access = []
             self.azure_tags = {}
+            self.network = None
+            self.oidc_issuer_url = None
             self.kubeconfig = (
                 pulumi.Output.secret(settings.kubeconfig.get_secret_value())
                 if settings.kubeconfig is not None
@@ -106,6 +119,21 @@ class ConfidentialCluster(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.network = (
+            ClusterNetwork(
+                "network",
+                NetworkArgs(
+                    resource_group_name=resource_group.name,
+                    location=resource_group.location,
+                    stack=args.stack,
+                    tags=tags,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            if args.own_network
+            else None
+        )
+        node_subnet_id = self.network.node_subnet_id if self.network is not None else None
 
         managed_cluster = containerservice.ManagedCluster(
             "aks",
@@ -129,6 +157,7 @@ class ConfidentialCluster(pulumi.ComponentResource):
                     type=containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
                     orchestrator_version=settings.kubernetes_version,
                     node_labels={SGX_POOL_LABEL: SYSTEM_POOL_NAME},
+                    vnet_subnet_id=node_subnet_id,
                     tags=tags,
                 )
             ],
@@ -187,6 +216,7 @@ class ConfidentialCluster(pulumi.ComponentResource):
             type=containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
             orchestrator_version=settings.kubernetes_version,
             node_labels={SGX_POOL_LABEL: SGX_POOL_NAME},
+            vnet_subnet_id=node_subnet_id,
             tags=tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -234,9 +264,29 @@ class ConfidentialCluster(pulumi.ComponentResource):
         self.resource_group_name = resource_group.name
         self.node_resource_group = managed_cluster.node_resource_group.apply(lambda group: group or "")
         self.location = resource_group.location
+        self.oidc_issuer_url = managed_cluster.oidc_issuer_profile.apply(
+            lambda profile: (profile.issuer_url if profile is not None else None) or ""
+        )
         self.identity_principal_id = managed_cluster.identity.apply(
             lambda identity: identity.principal_id if identity is not None else ""
         )
+        if node_subnet_id is not None:
+            # The cloud provider joins load balancer backends to the nodes' NICs in a subnet AKS does not own: AKS
+            # documents Network Contributor on it for the cluster identity (the Azure CLI would grant it, ARM does not).
+            authorization.RoleAssignment(
+                "aks-subnet-network-contributor",
+                principal_id=self.identity_principal_id,
+                principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+                role_definition_id=node_subnet_id.apply(
+                    lambda subnet_id: (
+                        f"/subscriptions/{subnet_id.split('/')[2]}/providers/Microsoft.Authorization/"
+                        f"roleDefinitions/{NETWORK_CONTRIBUTOR_ROLE}"
+                    )
+                ),
+                scope=node_subnet_id,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
         self.register_outputs(
             {
                 "clusterName": self.cluster_name,

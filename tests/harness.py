@@ -37,6 +37,11 @@ FAKE_KUBELET_OBJECT_ID = "22222222-2222-2222-2222-222222222222"
 FAKE_PUBLIC_IP = "20.31.42.53"
 FAKE_PRINCIPAL_ID = "44444444-4444-4444-4444-444444444444"
 FAKE_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
+FAKE_TENANT_ID = "33333333-3333-3333-3333-333333333333"
+FAKE_IDENTITY_CLIENT_ID = "55555555-5555-5555-5555-555555555555"
+FAKE_IDENTITY_PRINCIPAL_ID = "66666666-6666-6666-6666-666666666666"
+FAKE_KEY_VERSION = "0123456789abcdef0123456789abcdef"
+FAKE_RANDOM_STRING = "q7x2k9m4"
 FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\nusers:\n- name: fake\n  user: {token: fake-kube-token}\n"
 
 
@@ -49,6 +54,15 @@ def reference_dir() -> Path:
     """Upstream chart values and CRD schemas (see scripts/fetch_reference.py for users elsewhere)."""
     configured = os.environ.get("CV_REFERENCE_DIR")
     return Path(configured) if configured else PROJECT_ROOT.parent / "shared" / "reference"
+
+
+# Azure's id shapes for the types whose ids other resources take apart or extend (subnets, zones, servers):
+# type -> (provider path, input naming the resource).
+ARM_ID_PATHS = {
+    "azure-native:network:VirtualNetwork": ("Microsoft.Network/virtualNetworks", "virtualNetworkName"),
+    "azure-native:privatedns:PrivateZone": ("Microsoft.Network/privateDnsZones", "privateZoneName"),
+    "azure-native:dbforpostgresql:Server": ("Microsoft.DBforPostgreSQL/flexibleServers", "serverName"),
+}
 
 
 class FakeCloud(pulumi.runtime.Mocks):
@@ -72,6 +86,23 @@ class FakeCloud(pulumi.runtime.Mocks):
             state["name"] = state.get("publicIpAddressName", args.name)
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = fake_password(args.name)
+        elif args.typ == "random:index/randomString:RandomString":
+            state["result"] = FAKE_RANDOM_STRING[: int(state.get("length", len(FAKE_RANDOM_STRING)))]
+        elif args.typ == "azure-native:keyvault:Vault":
+            state["name"] = state.get("vaultName", args.name)
+            state["properties"] = {
+                **(state.get("properties") or {}),
+                "vaultUri": f"https://{state['name']}.vault.azure.net/",
+            }
+        elif args.typ == "azure-native:keyvault:Key":
+            state["name"] = state.get("keyName", args.name)
+            state["keyUri"] = f"https://{state.get('vaultName')}.vault.azure.net/keys/{state['name']}"
+            state["keyUriWithVersion"] = f"{state['keyUri']}/{FAKE_KEY_VERSION}"
+        elif args.typ == "azure-native:managedidentity:UserAssignedIdentity":
+            state["name"] = state.get("resourceName", args.name)
+            state.update(
+                clientId=FAKE_IDENTITY_CLIENT_ID, principalId=FAKE_IDENTITY_PRINCIPAL_ID, tenantId=FAKE_TENANT_ID
+            )
         elif args.typ.startswith("azure-native:"):
             state.setdefault("name", args.name)
         resource_id = (
@@ -79,6 +110,22 @@ class FakeCloud(pulumi.runtime.Mocks):
             if args.typ.startswith("azure-native:")
             else f"{args.name}-id"
         )
+        if args.typ in ("azure-native:keyvault:Vault", "azure-native:keyvault:Key"):
+            # Role assignments are scoped by these ids: give them Azure's shape (the key's id extends its vault's).
+            vault_id = (
+                f"/subscriptions/{FAKE_SUBSCRIPTION_ID}/resourceGroups/{state.get('resourceGroupName')}"
+                f"/providers/Microsoft.KeyVault/vaults/{state.get('vaultName')}"
+            )
+            resource_id = vault_id if args.typ.endswith(":Vault") else f"{vault_id}/keys/{state['name']}"
+        if args.typ in ARM_ID_PATHS:
+            provider_path, name_input = ARM_ID_PATHS[args.typ]
+            state["name"] = args.inputs.get(name_input, args.name)
+            resource_id = (
+                f"/subscriptions/{FAKE_SUBSCRIPTION_ID}/resourceGroups/{state.get('resourceGroupName')}"
+                f"/providers/{provider_path}/{state['name']}"
+            )
+        if args.typ == "azure-native:dbforpostgresql:Server":
+            state["fullyQualifiedDomainName"] = f"{state['name']}.postgres.database.azure.com"
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -112,6 +159,7 @@ class Registration:
     protect: bool
     ignore_changes: list[str]
     depends_on_types: set[str] = field(default_factory=set)
+    retain_on_delete: bool = False
 
 
 class RecordingMonitor(mocks.MockMonitor):
@@ -141,6 +189,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     provider=request.provider,
                     protect=request.protect,
                     ignore_changes=list(request.ignoreChanges),
+                    retain_on_delete=request.retainOnDelete,
                 )
             )
         return response
@@ -371,6 +420,11 @@ def validate_custom_resource(reference: Path, resource: Mapping[str, Any]) -> No
     jsonschema.validate(dict(resource), _openapi_to_jsonschema(schema))
 
 
+def strict_crd_schema(open_api_schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A CRD's `openAPIV3Schema` as the strict JSON Schema `validate_custom_resource` applies (unknown fields fail)."""
+    return _openapi_to_jsonschema(dict(open_api_schema))
+
+
 def custom_resource_body(registration: Registration) -> dict[str, Any]:
     """A registered `CustomResource` as the object Kubernetes would receive (apiVersion, kind, metadata, spec…)."""
     return {key: value for key, value in registration.inputs.items() if key not in ("__defaults",)}
@@ -435,9 +489,10 @@ def validate_chart_values(
     if "values.schema.json" in index["charts"][chart]["files"]:
         schema_file = reference / "charts" / chart / version / "values.schema.json"
         schema = json.loads(schema_file.read_text())
-        # Vault's chart names draft 7 by an https URI that jsonschema does not recognise; without this it would
-        # fall back to the newest draft (with a deprecation warning) rather than the draft the chart was written for.
-        if "draft-07" in schema.get("$schema", ""):
+        # Charts name their draft loosely (an https draft-07 URI; OpenBao's bare `http://json-schema.org/schema#`),
+        # which jsonschema does not recognise: it would fall back to the newest draft with a deprecation warning.
+        # Both were written for Helm 3's draft-7 validator, so validate with draft 7.
+        if "draft-07" in schema.get("$schema", "") or schema.get("$schema") == "http://json-schema.org/schema#":
             jsonschema.Draft7Validator(schema).validate(dict(values))
         else:
             jsonschema.validate(dict(values), schema)

@@ -7,7 +7,20 @@ from typing import Any
 
 import pytest
 
-from harness import FAKE_KUBECONFIG, FAKE_KUBELET_OBJECT_ID, ProgramRun, is_secret, run_program, with_overrides
+from components import network
+from components.cluster import ClusterArgs, ConfidentialCluster
+from components.config import ClusterSettings
+from harness import (
+    FAKE_KUBECONFIG,
+    FAKE_KUBELET_OBJECT_ID,
+    FAKE_PRINCIPAL_ID,
+    FAKE_SUBSCRIPTION_ID,
+    ProgramRun,
+    is_secret,
+    run_function,
+    run_program,
+    with_overrides,
+)
 
 CLUSTER = "azure-native:containerservice:ManagedCluster"
 AGENT_POOL = "azure-native:containerservice:AgentPool"
@@ -105,10 +118,10 @@ def test_tags_on_every_azure_resource(dev_config: dict[str, Any]) -> None:
 
 
 def test_ephemeral_stack_tags_expiry(dev_config: dict[str, Any]) -> None:
-    config = with_overrides(dev_config, {"environment": "ephemeral", "expiresAt": "2026-11-24T01:30:00+01:00"})
+    config = with_overrides(dev_config, {"environment": "ephemeral", "expiresAt": "2099-11-24T01:30:00+01:00"})
     run = run_program(config, stack="pr-17")
     tags = run.one(CLUSTER).inputs["tags"]
-    assert tags["expires-at"] == "2026-11-24T00:30:00Z"
+    assert tags["expires-at"] == "2099-11-24T00:30:00Z"
     assert tags["environment"] == "ephemeral"
     assert tags["stack"] == "pr-17"
 
@@ -154,7 +167,14 @@ def test_prod_protects_cluster_and_sgx_pool(stack_runs: dict[str, ProgramRun]) -
 def test_existing_cluster_registers_no_azure_resource(dev_config: dict[str, Any]) -> None:
     config = with_overrides(
         dev_config,
-        {"cluster": {"provider": "existing", "kubeconfigPath": "/home/ops/.kube/config", "kubeconfigContext": "kind"}},
+        {
+            "cluster": {
+                "provider": "existing",
+                "kubeconfigPath": "/home/ops/.kube/config",
+                "kubeconfigContext": "kind",
+            },
+            "vault.attestation.providerUrl": "https://sharedweu.weu.attest.azure.net",
+        },
     )
     run = run_program(config)
     assert not [r for r in run.registrations if r.type.startswith("azure-native:")]
@@ -165,7 +185,13 @@ def test_existing_cluster_registers_no_azure_resource(dev_config: dict[str, Any]
 
 
 def test_existing_cluster_kubeconfig_content_stays_secret(dev_config: dict[str, Any]) -> None:
-    config = with_overrides(dev_config, {"cluster": {"provider": "existing", "kubeconfig": "secret-kubeconfig-text"}})
+    config = with_overrides(
+        dev_config,
+        {
+            "cluster": {"provider": "existing", "kubeconfig": "secret-kubeconfig-text"},
+            "vault.attestation.providerUrl": "https://sharedweu.weu.attest.azure.net",
+        },
+    )
     run = run_program(config, secret_keys=["confidential-vault:cluster"])
     provider = run.one(K8S_PROVIDER)
     assert is_secret(provider.raw_inputs["kubeconfig"])
@@ -190,11 +216,90 @@ def test_nodes_may_pull_from_configured_registries(dev_config: dict[str, Any]) -
     )
     assert grant.parent == run.one(COMPONENT).urn
     assert run.depends_on(grant, run.one(CLUSTER))
-    vault_release = next(r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.name == "ego-vault")
+    vault_release = next(r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.name == "openbao")
     assert run.depends_on(vault_release, grant)
 
 
 def test_no_registry_no_grant(dev_config: dict[str, Any]) -> None:
     run = run_program(with_overrides(dev_config, {"cluster.acrPullRegistryIds": None}))
     component = run.one(COMPONENT).urn
-    assert [r for r in run.of_type("azure-native:authorization:RoleAssignment") if r.parent == component] == []
+    grants = [r for r in run.of_type("azure-native:authorization:RoleAssignment") if r.parent == component]
+    # What remains is the subnet grant of the stack's own network (with the database), never an AcrPull.
+    assert [grant.name for grant in grants if grant.name != "aks-subnet-network-contributor"] == []
+
+
+# --- the program's own network (vault.storage postgresql on AKS) ------------------------------------------------
+
+NODE_SUBNET_ID = (
+    f"/subscriptions/{FAKE_SUBSCRIPTION_ID}/resourceGroups/cv-dev/providers/Microsoft.Network/virtualNetworks/"
+    "vnet-dev/subnets/nodes"
+)
+
+
+def _cluster_run(own_network: bool) -> ProgramRun:
+    def program() -> None:
+        ConfidentialCluster(
+            "cluster",
+            ClusterArgs(settings=ClusterSettings(), environment="dev", stack="dev", own_network=own_network),
+        )
+
+    return run_function(program)
+
+
+@pytest.fixture(scope="module")
+def own_network_run() -> ProgramRun:
+    return _cluster_run(own_network=True)
+
+
+def test_both_node_pools_join_the_programs_node_subnet(own_network_run: ProgramRun) -> None:
+    run = own_network_run
+    (system,) = run.one(CLUSTER).inputs["agentPoolProfiles"]
+    assert system["vnetSubnetID"] == NODE_SUBNET_ID
+    assert run.one(AGENT_POOL).inputs["vnetSubnetID"] == NODE_SUBNET_ID
+    vnet = run.one("azure-native:network:VirtualNetwork")
+    assert run.depends_on(run.one(CLUSTER), vnet)
+    assert run.depends_on(run.one(AGENT_POOL), vnet)
+
+
+def test_the_clusters_own_ranges_are_those_the_vnet_is_laid_out_around(own_network_run: ProgramRun) -> None:
+    # Overlay takes pod IPs outside the VNet; network.py's plan (checked for overlaps in test_network.py) assumes
+    # these ranges, which the SDK sends by default: a change of that default must show up here.
+    profile = own_network_run.one(CLUSTER).inputs["networkProfile"]
+    assert profile["networkPluginMode"] == "overlay"
+    assert (profile["podCidr"], profile["serviceCidr"], profile["dnsServiceIP"]) == (
+        network.POD_CIDR,
+        network.SERVICE_CIDR,
+        network.DNS_SERVICE_IP,
+    )
+
+
+def test_cluster_identity_may_use_the_node_subnet(own_network_run: ProgramRun) -> None:
+    run = own_network_run
+    grant = run.one("azure-native:authorization:RoleAssignment", "aks-subnet-network-contributor")
+    assert grant.inputs["scope"] == NODE_SUBNET_ID
+    assert grant.inputs["principalId"] == FAKE_PRINCIPAL_ID
+    assert grant.inputs["principalType"] == "ServicePrincipal"
+    assert grant.inputs["roleDefinitionId"] == (
+        f"/subscriptions/{FAKE_SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/"
+        "4d97b98b-1d4f-4787-a291-c67834d212e7"
+    )
+    assert run.depends_on(grant, run.one(CLUSTER))
+
+
+def test_network_is_a_child_of_the_cluster_in_its_resource_group(own_network_run: ProgramRun) -> None:
+    run = own_network_run
+    network = run.one("confidential-vault:network:ClusterNetwork")
+    assert network.parent == run.one(COMPONENT).urn
+    vnet = run.one("azure-native:network:VirtualNetwork")
+    assert vnet.inputs["resourceGroupName"] == "cv-dev"
+    assert run.depends_on(vnet, run.one(RESOURCE_GROUP))
+    assert vnet.inputs["tags"] == {"environment": "dev", "stack": "dev"}
+
+
+def test_without_own_network_aks_keeps_its_managed_vnet() -> None:
+    run = _cluster_run(own_network=False)
+    assert not run.of_type("azure-native:network:VirtualNetwork")
+    (system,) = run.one(CLUSTER).inputs["agentPoolProfiles"]
+    assert "vnetSubnetID" not in system
+    assert "vnetSubnetID" not in run.one(AGENT_POOL).inputs
+    assert not run.of_type("azure-native:authorization:RoleAssignment")

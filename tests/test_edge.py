@@ -85,7 +85,10 @@ def edge_children(run: ProgramRun) -> list[Registration]:
 
 def existing_config(dev_config: dict[str, Any]) -> dict[str, Any]:
     config = {key: value for key, value in dev_config.items() if key != f"{PROJECT}:cluster"}
-    return with_overrides(config, {"cluster": EXISTING["cluster"]})
+    return with_overrides(
+        config,
+        {"cluster": EXISTING["cluster"], "vault.attestation.providerUrl": "https://sharedweu.weu.attest.azure.net"},
+    )
 
 
 # --- the release -------------------------------------------------------------------------------

@@ -7,12 +7,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pulumi
 import pytest
 import yaml
 
 from components.charts import ALL_CHARTS
-from components.config import Settings
-from harness import PROJECT, PROJECT_ROOT, STACKS, ProgramRun, fake_password, run_program, stack_config
+from components.config import Settings, load_settings
+from harness import (
+    PROJECT,
+    PROJECT_ROOT,
+    STACKS,
+    ProgramRun,
+    encode_config,
+    fake_password,
+    run_failing,
+    run_program,
+    stack_config,
+    with_overrides,
+)
 
 
 def test_every_stack_file_is_exercised(stack_runs: dict[str, ProgramRun]) -> None:
@@ -35,7 +47,7 @@ def test_stack_registers_a_cluster_and_exports(stack: str, stack_runs: dict[str,
 def test_every_resource_sits_under_a_component(stack: str, stack_runs: dict[str, ProgramRun]) -> None:
     run = stack_runs[stack]
     components = {r.urn for r in run.registrations if not r.custom}
-    assert len(components) >= 5, "cluster, edge, monitoring, Argo CD and Vault components"
+    assert len(components) >= 5, "cluster, edge, monitoring, Argo CD and secret store components"
     for registration in run.registrations:
         if registration.custom:
             assert registration.parent in components, f"{registration.type} {registration.name} is not in a component"
@@ -54,6 +66,28 @@ def test_no_secret_in_plaintext(stack: str, stack_runs: dict[str, ProgramRun]) -
         assert secret not in exposed
     assert "mytoken" not in exposed
     assert "fake-kube-token" not in exposed
+
+
+def test_prod_stack_unseals_with_the_attested_key(stack_runs: dict[str, ProgramRun]) -> None:
+    config, secret_keys = stack_config("prod")
+    settings = load_settings(encode_config(config), secret_keys)
+    assert settings.vault.unseal.mode == "attested"
+    assert (settings.cluster.provider, settings.environment) == ("aks", "prod")
+    prod = stack_runs["prod"]
+    [seal] = prod.of_type("confidential-vault:seal:AttestedSeal")
+    assert prod.one("azure-native:keyvault:Key").parent == seal.urn
+    assert prod.outputs["vaultEnclave"]["sealKeyId"] == prod.outputs["vaultSeal"]["keyId"]
+
+
+def test_prod_on_aks_refuses_shamir_unseal() -> None:
+    config, secret_keys = stack_config("prod")
+    error, run = run_failing(with_overrides(config, {"vault.unseal.mode": "shamir"}), "prod", secret_keys)
+    assert isinstance(error, pulumi.RunError)
+    assert (
+        f"{PROJECT}:vault.unseal.mode: prod stacks on AKS unseal with the attested Key Vault key: restarts must not "
+        "wait for key holders (got 'shamir'; allowed: attested)" in str(error)
+    )
+    assert run.registrations == []
 
 
 def test_secure_values_in_a_stack_file_stay_secret(tmp_path: Path) -> None:
@@ -77,7 +111,9 @@ def test_secure_values_in_a_stack_file_stay_secret(tmp_path: Path) -> None:
     assert dummies[2] in everything  # it was used (as a secret) ...
     for dummy in dummies:
         assert dummy not in run.plaintext()  # ... and never outside a secret marker
-    assert not [r for r in run.of_type("random:index/randomPassword:RandomPassword") if r.name.endswith("password")]
+    # Every configured password is used, none generated; only the database login, which has no config key, is.
+    generated = [r.name for r in run.of_type("random:index/randomPassword:RandomPassword")]
+    assert [name for name in generated if name.endswith("password")] == ["database-password"]
 
 
 def test_project_file() -> None:
@@ -113,7 +149,7 @@ def test_pinned_charts_are_the_agreed_versions(reference: Path) -> None:
         "traefik": "41.3.0",
         "argo-cd": "10.1.1",
         "kube-prometheus-stack": "88.5.3",
-        "vault": "0.34.1",
+        "openbao": "0.29.2",
     }
     index = json.loads((reference / "index.json").read_text())
     for pin in ALL_CHARTS:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build (and optionally push) the signed EGo-Vault image, then print the enclave identity for the stack config.
+# Build (and optionally push) the signed EGo-OpenBao image, then print the enclave identity for the stack config.
 #
-#   images/ego-vault/build.sh --key signing-key.pem --image ghcr.io/acme/ego-vault --tag 1.14.8-1 [--push]
+#   images/ego-openbao/build.sh --key signing-key.pem --image ghcr.io/acme/ego-openbao [--tag 2.6.2-ego1.9.0] [--push]
 #
 # It runs `docker buildx build` twice against the same Dockerfile:
 #   1. --target identity --output type=local: compiles and signs (the key goes in as the BuildKit secret
@@ -9,29 +9,21 @@
 #   2. the runtime image, with those IDs as build args for its labels. The build stage comes from the cache of
 #      step 1; the runtime stage recomputes the IDs from its binary and fails if they differ from the labels.
 #
-# Options (defaults from SIGNING_KEY_FILE, EGO_VAULT_IMAGE, ENCLAVE_HEAP_MB, VAULT_REPO, VAULT_REF, VAULT_COMMIT,
-# VAULT_UI):
-#   --key FILE          signing key (RSA 3072, exponent 3): openssl genrsa -out signing-key.pem -3 3072
-#   --image REPOSITORY  image repository, e.g. myregistry.azurecr.io/ego-vault
-#   --tag TAG           image tag (repeatable); default: the Vault ref
-#   --push              push to the registry (log in first); otherwise load into the local Docker engine
-#   --heap-mb N         enclave heapSize in MB (default 1024)
-#   --vault-repo URL, --vault-ref REF, --vault-commit SHA   source of Vault (default hashicorp/vault v1.14.8)
-#   --vault-ui true|false  embed Vault's web UI (default true; false for OpenBao, see README.md "Web UI")
+# Options (defaults from SIGNING_KEY_FILE, EGO_OPENBAO_IMAGE, ENCLAVE_HEAP_MB, OPENBAO_REPO, OPENBAO_REF,
+# OPENBAO_COMMIT, OPENBAO_UI, then from the Dockerfile):
+#   --key FILE              signing key (RSA 3072, exponent 3): openssl genrsa -out signing-key.pem -3 3072
+#   --image REPOSITORY      image repository, e.g. myregistry.azurecr.io/ego-openbao
+#   --tag TAG               image tag (repeatable); default <OpenBao version>-ego<EGo version>, e.g. 2.6.2-ego1.9.0
+#   --push                  push to the registry (log in first); otherwise load into the local Docker engine
+#   --heap-mb N             enclave heapSize in MB (default 1024)
+#   --openbao-repo URL      source repository (default https://github.com/openbao/openbao)
+#   --openbao-ref TAG       release tag to build (default v2.6.2); needs --openbao-commit too
+#   --openbao-commit SHA    the commit the tag must resolve to (the build refuses any other)
+#   --ui true|false         embed OpenBao's web UI (default true)
 # Extra arguments after `--` go to both buildx calls (e.g. --cache-from/--cache-to, --builder).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-key="${SIGNING_KEY_FILE:-}"
-image="${EGO_VAULT_IMAGE:-}"
-tags=()
-push=false
-heap_mb="${ENCLAVE_HEAP_MB:-1024}"
-vault_repo="${VAULT_REPO:-https://github.com/hashicorp/vault}"
-vault_ref="${VAULT_REF:-v1.14.8}"
-vault_commit="${VAULT_COMMIT:-}"
-vault_ui="${VAULT_UI:-true}"
-extra=()
 
 die() {
     echo "build.sh: $*" >&2
@@ -43,6 +35,22 @@ value_of() {
     printf '%s' "$2"
 }
 
+# The Dockerfile holds the pinned versions; read them rather than keeping a second copy here.
+dockerfile_arg() {
+    sed -n "s/^ARG $1=//p" "$here/Dockerfile" | head -n1
+}
+
+key="${SIGNING_KEY_FILE:-}"
+image="${EGO_OPENBAO_IMAGE:-}"
+tags=()
+push=false
+heap_mb="${ENCLAVE_HEAP_MB:-1024}"
+openbao_repo="${OPENBAO_REPO:-$(dockerfile_arg OPENBAO_REPO)}"
+openbao_ref="${OPENBAO_REF:-}"
+openbao_commit="${OPENBAO_COMMIT:-}"
+openbao_ui="${OPENBAO_UI:-true}"
+extra=()
+
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --key) key="$(value_of "$@")"; shift 2 ;;
@@ -50,22 +58,32 @@ while [[ $# -gt 0 ]]; do
         --tag) tags+=("$(value_of "$@")"); shift 2 ;;
         --push) push=true; shift ;;
         --heap-mb) heap_mb="$(value_of "$@")"; shift 2 ;;
-        --vault-repo) vault_repo="$(value_of "$@")"; shift 2 ;;
-        --vault-ref) vault_ref="$(value_of "$@")"; shift 2 ;;
-        --vault-commit) vault_commit="$(value_of "$@")"; shift 2 ;;
-        --vault-ui) vault_ui="$(value_of "$@")"; shift 2 ;;
+        --openbao-repo) openbao_repo="$(value_of "$@")"; shift 2 ;;
+        --openbao-ref) openbao_ref="$(value_of "$@")"; shift 2 ;;
+        --openbao-commit) openbao_commit="$(value_of "$@")"; shift 2 ;;
+        --ui) openbao_ui="$(value_of "$@")"; shift 2 ;;
         --) shift; extra=("$@"); break ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
 
+# A ref and its commit travel together: the Dockerfile's default commit belongs to its default ref only.
+if [[ -n "$openbao_ref" && -z "$openbao_commit" ]]; then
+    die "--openbao-ref $openbao_ref needs --openbao-commit (the commit that tag must resolve to)"
+fi
+[[ -n "$openbao_ref" ]] || openbao_ref="$(dockerfile_arg OPENBAO_REF)"
+[[ -n "$openbao_commit" ]] || openbao_commit="$(dockerfile_arg OPENBAO_COMMIT)"
+[[ "$openbao_commit" =~ ^[0-9a-f]{40}$ ]] || die "--openbao-commit must be a full 40-hex commit id (got '$openbao_commit')"
+ego_version="$(sed -n 's|^FROM ghcr\.io/edgelesssys/ego-deploy:v\([0-9][0-9.]*\) AS runtime$|\1|p' "$here/Dockerfile")"
+[[ -n "$ego_version" ]] || die "could not read the EGo version from the Dockerfile's runtime stage"
+
 [[ -n "$key" ]] || die "--key is required (the enclave signing key; a new key means a new MRSIGNER)"
 [[ -s "$key" ]] || die "signing key '$key' does not exist or is empty"
-[[ -n "$image" ]] || die "--image is required (e.g. myregistry.azurecr.io/ego-vault)"
-[[ ${#tags[@]} -gt 0 ]] || tags=("${vault_ref#v}")
-# The Dockerfile picks the stage ui-$vault_ui: any other value would make BuildKit look for an image of that name.
-[[ "$vault_ui" == true || "$vault_ui" == false ]] || die "--vault-ui must be true or false (got '$vault_ui')"
+[[ -n "$image" ]] || die "--image is required (e.g. myregistry.azurecr.io/ego-openbao)"
+[[ ${#tags[@]} -gt 0 ]] || tags=("${openbao_ref#v}-ego${ego_version}")
+# The Dockerfile picks the stage ui-$openbao_ui: any other value would make BuildKit look for an image of that name.
+[[ "$openbao_ui" == true || "$openbao_ui" == false ]] || die "--ui must be true or false (got '$openbao_ui')"
 command -v openssl >/dev/null || die "openssl is needed to fingerprint the signing key"
 
 # Public-key fingerprint: busts the cached signing step when the key changes, and is safe to show.
@@ -74,10 +92,10 @@ fingerprint="sha256:$(openssl rsa -in "$key" -pubout -outform DER 2>/dev/null | 
 common=(
     --platform linux/amd64
     --secret "id=signingkey,src=$key"
-    --build-arg "VAULT_REPO=$vault_repo"
-    --build-arg "VAULT_REF=$vault_ref"
-    --build-arg "VAULT_COMMIT=$vault_commit"
-    --build-arg "VAULT_UI=$vault_ui"
+    --build-arg "OPENBAO_REPO=$openbao_repo"
+    --build-arg "OPENBAO_REF=$openbao_ref"
+    --build-arg "OPENBAO_COMMIT=$openbao_commit"
+    --build-arg "OPENBAO_UI=$openbao_ui"
     --build-arg "ENCLAVE_HEAP_MB=$heap_mb"
     --build-arg "SIGNING_KEY_FINGERPRINT=$fingerprint"
     --file "$here/Dockerfile"
@@ -86,7 +104,8 @@ common=(
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
-echo "== building and signing (${vault_repo} ${vault_ref}, web UI ${vault_ui}, key ${fingerprint}, heap ${heap_mb} MB)"
+echo "== building and signing (OpenBao ${openbao_ref} at ${openbao_commit}, EGo v${ego_version}, web UI ${openbao_ui}," \
+    "key ${fingerprint}, heap ${heap_mb} MB)"
 docker buildx build "${common[@]}" --target identity --output "type=local,dest=$out" ${extra[@]+"${extra[@]}"} "$here"
 
 unique_id="$(sed -n 's/^ENCLAVE_UNIQUE_ID=//p' "$out/identity.env")"
@@ -118,6 +137,7 @@ cat <<SUMMARY
 Enclave identity (also the image labels confidential-vault.enclave.unique-id / .signer-id):
   uniqueId (MRENCLAVE): $unique_id
   signerId (MRSIGNER):  $signer_id
+  productID and securityVersion: see enclave.json (README.md, "Enclave identity")
 
 Stack config:
   pulumi config set --path vault.image.repository $image
@@ -136,5 +156,6 @@ if [[ -n "${GITHUB_OUTPUT:-}" ]]; then
         echo "unique-id=$unique_id"
         echo "signer-id=$signer_id"
         echo "digest=$digest"
+        echo "image=$image:${tags[0]}"
     } >>"$GITHUB_OUTPUT"
 fi

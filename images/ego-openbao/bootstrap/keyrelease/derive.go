@@ -1,0 +1,92 @@
+package keyrelease
+
+import (
+	"crypto/hkdf"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/big"
+)
+
+// What the released key becomes. Key Vault Premium releases RSA-HSM (or EC-HSM) keys, not 32-byte symmetric keys,
+// so the keys OpenBao needs are derived with HKDF-SHA256 (RFC 5869): no salt (the input is a secret with far more
+// than 256 bits of entropy), one info string per purpose, versioned: changing a derivation changes the key, so it
+// must change the version and, for the seal, the static seal key id (SealKeyDerivation).
+const (
+	sealKeyInfo          = "confidential-vault/openbao/static-seal-key/v1"
+	listenerStoreKeyInfo = "confidential-vault/openbao/listener-key-store/v1"
+	derivedKeyBytes      = 32
+	// SealKeyDerivation names this derivation in the static seal's key id.
+	SealKeyDerivation = "hkdf-sha256-v1"
+	// minReleasedKeyBits: smaller RSA keys are refused (Key Vault's RSA-HSM keys are 2048, 3072 or 4096 bits).
+	minReleasedKeyBits = 2048
+)
+
+// derivedKeys are the keys derived from one released key version.
+type derivedKeys struct {
+	keyID KeyID
+	// seal is the static seal key (AES-256-GCM in OpenBao).
+	seal []byte
+	// listenerStore encrypts the listener private key on the data volume (AES-256-GCM).
+	listenerStore []byte
+}
+
+func (d *derivedKeys) clear() {
+	clear(d.seal)
+	clear(d.listenerStore)
+}
+
+// releasedKeyMaterial is the HKDF input for an RSA key: its two prime factors, smaller first, each as a 4-byte
+// big-endian length and its minimal big-endian bytes. The primes alone determine the key and have exactly one
+// encoding, whatever container Key Vault uses (PKCS#1 or PKCS#8) and whichever valid private exponent it exports
+// (d mod φ(n) or d mod λ(n)); the DER or d itself would not be canonical.
+func releasedKeyMaterial(key *rsa.PrivateKey) ([]byte, error) {
+	if len(key.Primes) != 2 {
+		return nil, fmt.Errorf("the released RSA key has %d prime factors, want 2", len(key.Primes))
+	}
+	if bits := key.N.BitLen(); bits < minReleasedKeyBits {
+		return nil, fmt.Errorf("the released RSA key has %d bits, want at least %d", bits, minReleasedKeyBits)
+	}
+	primes := []*big.Int{key.Primes[0], key.Primes[1]}
+	if primes[0].Cmp(primes[1]) > 0 {
+		primes[0], primes[1] = primes[1], primes[0]
+	}
+	var material []byte
+	for _, prime := range primes {
+		bytes := prime.Bytes()
+		material = binary.BigEndian.AppendUint32(material, uint32(len(bytes)))
+		material = append(material, bytes...)
+		clear(bytes)
+	}
+	return material, nil
+}
+
+// deriveKeys derives the seal key and the listener store key from a released RSA key.
+func deriveKeys(keyID KeyID, released *rsa.PrivateKey) (*derivedKeys, error) {
+	material, err := releasedKeyMaterial(released)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(material)
+	seal, err := hkdf.Key(sha256.New, material, nil, sealKeyInfo, derivedKeyBytes)
+	if err != nil {
+		return nil, err
+	}
+	listenerStore, err := hkdf.Key(sha256.New, material, nil, listenerStoreKeyInfo, derivedKeyBytes)
+	if err != nil {
+		clear(seal)
+		return nil, err
+	}
+	if len(seal) != derivedKeyBytes || len(listenerStore) != derivedKeyBytes {
+		return nil, errors.New("HKDF returned a key of the wrong length")
+	}
+	return &derivedKeys{keyID: keyID, seal: seal, listenerStore: listenerStore}, nil
+}
+
+// StaticSealKeyID is the static seal's key id for a Key Vault key version: OpenBao requires the id to change
+// whenever the key does, so it names the key version and the derivation.
+func StaticSealKeyID(keyID KeyID) string {
+	return keyID.String() + "#" + SealKeyDerivation
+}

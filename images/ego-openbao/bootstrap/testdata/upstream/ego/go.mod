@@ -1,0 +1,3 @@
+module github.com/edgelesssys/ego
+
+go 1.25

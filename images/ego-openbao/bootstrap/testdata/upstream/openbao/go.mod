@@ -1,0 +1,3 @@
+module github.com/openbao/openbao
+
+go 1.25
