@@ -78,6 +78,7 @@ MAX_JWKS_BYTES = 1 << 20
 # Stack outputs this script reads (__main__.py exports them).
 URL_OUTPUT = "vaultUrl"
 ENCLAVE_OUTPUT = "vaultEnclave"
+TLS_TERMINATION_OUTPUT = "vaultTlsTermination"
 ENCLAVE_OUTPUT_KEYS = {
     "signer_id": "signerId",
     "unique_id": "uniqueId",
@@ -605,7 +606,13 @@ def expectations_from_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_expectations(args: argparse.Namespace) -> Expectations:
-    values = expectations_from_outputs(stack_outputs(args.stack)) if args.stack else {}
+    outputs = stack_outputs(args.stack) if args.stack else {}
+    if outputs.get(TLS_TERMINATION_OUTPUT) == "traefik":
+        raise UsageError(
+            f"{args.stack} runs the dev server: TLS ends at Traefik, not in the enclave, so there is nothing to verify "
+            f"({TLS_TERMINATION_OUTPUT} is traefik; dev mode is not confidential)"
+        )
+    values = expectations_from_outputs(outputs)
     for field in ("host", "port", "maa_url", "signer_id", "product_id", "min_svn", "unique_id", "seal_key_id"):
         if getattr(args, field) is not None:
             values[field] = getattr(args, field)
@@ -671,7 +678,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verify.py: NOT TRUSTED: {error}", file=sys.stderr)
         return 1
 
-    ca_file = args.ca_file or default_ca_file(expected.host)
+    # Absolute, so that the exported BAO_CACERT still works after a `cd`.
+    ca_file = (args.ca_file or default_ca_file(expected.host)).expanduser().resolve()
     write_ca_file(ca_file, verified.ca_certificate)
     claims = verified.claims
     if claims is None:

@@ -1827,6 +1827,10 @@ def test_build_script_signs_via_secret_and_labels_with_the_identity(
     assert f"vault.image.tag {default_tag}" in result.stdout
     assert f"vault.enclave.uniqueId {FAKE_UNIQUE_ID}" in result.stdout
     assert f"vault.enclave.signerId {FAKE_SIGNER_ID}" in result.stdout
+    # productId and securityVersion as enclave.json (what `ego sign` measured) states them.
+    enclave = json.loads((IMAGE_DIR / "enclave.json").read_text())
+    assert f"vault.enclave.productId {enclave['productID']}\n" in result.stdout
+    assert f"vault.enclave.securityVersion {enclave['securityVersion']}\n" in result.stdout
     assert f"vault.image.digest sha256:{'c' * 64}" in result.stdout
     # What the workflow's later steps read.
     outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())

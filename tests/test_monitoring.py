@@ -53,10 +53,12 @@ ALERT_FILES = sorted((PROJECT_ROOT / "alerts").glob("*.yaml"))
 KNOWN_METRICS: dict[str, set[str]] = {
     # Prometheus itself, per scrape target.
     "prometheus": {"up"},
-    # Vault telemetry (developer.hashicorp.com/vault/docs/internals/telemetry/metrics/core-system and .../authn):
-    # vault.core.unsealed (gauge), vault.core.handle_request / handle_login_request (summaries in ms, so the
-    # Prometheus sink adds _sum and _count), vault.token.count (gauge, per usage_gauge_period),
-    # vault.expire.num_leases (gauge). Dots become underscores with the `vault_` prefix.
+    # OpenBao telemetry, which keeps Vault's names (openbao/openbao v2.6.2: SetupTelemetry ServiceName "vault" in
+    # command/server.go; docs in website/content/partials/telemetry-metrics/vault/): vault.core.unsealed (gauge,
+    # vault/core_metrics.go), vault.core.handle_request / handle_login_request (MeasureSince summaries in ms,
+    # vault/request_handling.go; the Prometheus sink adds _sum and _count), vault.token.count (gauge per
+    # usage_gauge_period), vault.expire.num_leases (gauge, vault/expiration.go). Dots become underscores with the
+    # `vault_` prefix.
     "vault": {
         "vault_core_unsealed",
         "vault_core_handle_request",

@@ -59,6 +59,7 @@ from tools.render import (
     RELEASE_TYPE,
     RenderError,
     effective_namespace,
+    integral,
     object_id,
     render_release,
     render_releases,
@@ -168,17 +169,6 @@ class RenderedStack:
         found = self.find(kind, namespace, name)
         assert found is not None, f"{self.variant}: no {kind} {namespace}/{name} rendered or registered"
         return found
-
-
-def integral(value: Any) -> Any:
-    """Numbers as the API server receives them: Pulumi's wire format makes every number a float."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {key: integral(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [integral(item) for item in value]
-    return value
 
 
 def program_objects(run: ProgramRun) -> list[tuple[str, dict[str, Any]]]:

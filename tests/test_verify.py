@@ -582,9 +582,10 @@ def key_server(provider: Provider, tmp_path_factory: pytest.TempPathFactory) -> 
         thread.join(timeout=5)
 
 
-def run_verify(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+def run_verify(*args: str, env: Mapping[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "verify.py"), *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         env={**os.environ, **env},
@@ -694,12 +695,15 @@ def test_a_go_simulation_is_refused_unless_the_stack_says_simulation(
         outputs: dict[str, Any] = {"vaultUrl": f"https://{HOST}:{port}", "vaultEnclave": {"simulation": False}}
         refused = run_verify("dev", *flags, env=fake_pulumi(tmp_path / "prod-like", outputs))
         outputs["vaultEnclave"]["simulation"] = True
-        accepted = run_verify("dev", *flags, env=fake_pulumi(tmp_path / "simulation", outputs))
+        # A relative --ca-file: the exported path is absolute, so BAO_CACERT still works after a `cd`.
+        relative = ("--address", "127.0.0.1", "--ca-file", ca_file.name)
+        accepted = run_verify("dev", *relative, env=fake_pulumi(tmp_path / "simulation", outputs), cwd=tmp_path)
 
     assert refused.returncode == 1
     assert "NOT TRUSTED: the enclave runs in simulation ('OE_SIMULATION=1: " in refused.stderr
     assert accepted.returncode == 0, accepted.stderr
     assert f"WARNING: {HOST} runs in simulation: no SGX, nothing attested" in accepted.stderr
+    assert f"export BAO_CACERT={ca_file}" in accepted.stdout.splitlines()
     assert x509.load_pem_x509_certificate(ca_file.read_bytes()) == embedded_ca((out / "listener.crt").read_bytes())
 
 
@@ -805,3 +809,13 @@ def test_missing_expectations_are_usage_errors(tmp_path: Path) -> None:
     result = run_verify("--host", HOST, "--signer-id", "ABC", "--maa-url", "http://maa.example", env={})
     assert result.returncode == 2
     assert "attestation provider 'http://maa.example': expected https://" in result.stderr
+
+
+def test_a_dev_mode_stack_is_refused_before_any_connection(tmp_path: Path) -> None:
+    outputs = {"vaultUrl": f"https://{HOST}", "vaultEnclave": {"simulation": False}, "vaultTlsTermination": "traefik"}
+    ca_file = tmp_path / "ca.pem"
+    result = run_verify("dev", "--ca-file", str(ca_file), env=fake_pulumi(tmp_path / "bin", outputs))
+    assert result.returncode == 2
+    assert "TLS ends at Traefik, not in the enclave, so there is nothing to verify" in result.stderr
+    assert result.stdout == ""
+    assert not ca_file.exists()

@@ -148,6 +148,13 @@ def test_rendered_manifests_are_posted_by_a_workflow_that_never_runs_pr_code() -
     assert "tools/pr-comment.sh" in script
     assert "<!-- confidential-vault:rendered-manifests:%s -->" in script
     assert "${{" not in script
+    # The report is the PR's own output: only the default branch's stacks, capped, and labelled as such.
+    assert "for stack_file in Pulumi.*.yaml" in script
+    assert 'head -c 60000 "$file"' in script
+    assert "pull request's own code" in script
+    assert "conclusion != 'cancelled'" in job["if"]
+    # Anyone can post a comment that starts with the marker: only the bot's own comments are edited.
+    assert 'select(.user.login == \\"github-actions[bot]\\"' in (PROJECT_ROOT / "tools" / "pr-comment.sh").read_text()
 
 
 def test_pulumi_jobs_log_in_to_azure_through_oidc() -> None:

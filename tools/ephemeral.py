@@ -219,7 +219,7 @@ class UpReport:
         if self.settings.acme_server == "staging":
             notes.append("Certificates come from the Let's Encrypt **staging** CA: browsers will warn.")
         if self.settings.vault.mode == "dev":
-            notes.append("Vault runs in **dev mode**: in memory, its data goes with the stack.")
+            notes.append("OpenBao runs in **dev mode**: in memory, its data goes with the stack.")
         if notes:
             lines += ["", " ".join(notes)]
         return "\n".join(lines) + "\n"

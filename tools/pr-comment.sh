@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Create or update the ephemeral-stack comment of a pull request (used by .github/workflows/ephemeral.yml):
 #   tools/pr-comment.sh <pr number> <markdown file> [--only-update]
-# The comment is found by the HTML marker on the file's first line, so a PR keeps one comment that later
-# runs edit instead of a new one per push. --only-update never creates one (a PR that never had a stack).
+# The comment is found by the HTML marker on the file's first line among the comments of the workflow's own bot
+# (anyone may post a comment that starts with the marker), so a PR keeps one comment that later runs edit instead of
+# a new one per push. --only-update never creates one (a PR that never had a stack).
 # Needs GH_TOKEN and GITHUB_REPOSITORY (both set in GitHub Actions).
 set -euo pipefail
 pr="${1:?usage: tools/pr-comment.sh <pr number> <markdown file> [--only-update]}"
@@ -14,7 +15,7 @@ if [[ "$marker" != "<!--"*"-->" ]]; then
     exit 2
 fi
 ids="$(gh api --paginate "repos/$GITHUB_REPOSITORY/issues/$pr/comments" \
-    --jq ".[] | select(.body | startswith(\"$marker\")) | .id")"
+    --jq ".[] | select(.user.login == \"github-actions[bot]\" and (.body | startswith(\"$marker\"))) | .id")"
 id="${ids%%$'\n'*}"
 if [[ -n "$id" ]]; then
     gh api --method PATCH "repos/$GITHUB_REPOSITORY/issues/comments/$id" -F "body=@$body_file" >/dev/null

@@ -268,6 +268,17 @@ CLUSTER_SCOPED_KINDS = frozenset(
 )
 
 
+def integral(value: Any) -> Any:
+    """Numbers as the API server receives them (Pulumi's wire format makes every number a float)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [integral(item) for item in value]
+    return value
+
+
 def effective_namespace(obj: Mapping[str, Any], release_namespace: str, cluster_scoped: Collection[str] = ()) -> str:
     """The namespace the object lands in ("" for cluster-scoped kinds): its own, else the release's."""
     kind = obj.get("kind", "")

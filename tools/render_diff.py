@@ -48,6 +48,7 @@ from tools.render import (
     RenderError,
     chart_tree,
     effective_namespace,
+    integral,
     object_id,
     reference_dir,
     render_releases,
@@ -170,17 +171,6 @@ def secret_strings(raw: Any, inside: bool = False) -> Iterator[str]:
         yield raw
     elif inside and raw is not None and not isinstance(raw, bool):
         yield str(raw)
-
-
-def integral(value: Any) -> Any:
-    """Numbers as the API server receives them (Pulumi's wire format makes every number a float)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {key: integral(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [integral(item) for item in value]
-    return value
 
 
 def render_side(registrations: list[dict[str, Any]], fetch_charts: bool) -> dict[str, Entry]:

@@ -35,7 +35,7 @@ _SERVER_ID = re.compile(
     re.IGNORECASE,
 )
 # OpenBao's server count when it keeps its data in PostgreSQL on a prod stack: one active, one standby on another
-# SGX node (issue 16). Anywhere else one server; `file` storage cannot be shared at all.
+# SGX node. Anywhere else one server; `file` storage cannot be shared at all.
 PROD_OPENBAO_REPLICAS = 2
 _URL_EXAMPLE = "postgres://<user>:<password>@<host>:5432/<database>?sslmode=verify-full"
 

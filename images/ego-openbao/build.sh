@@ -131,13 +131,17 @@ docker buildx build "${common[@]}" \
     "${tag_args[@]}" "${output[@]}" ${extra[@]+"${extra[@]}"} "$here"
 
 digest="$(sed -n 's/.*"containerimage.digest": *"\([^"]*\)".*/\1/p' "$out/metadata.json" | head -n1)"
+# The identity ego sign measured: productID and securityVersion come from the enclave.json the image was signed with.
+product_id="$(sed -n 's/^ *"productID": *\([0-9][0-9]*\),*$/\1/p' "$here/enclave.json")"
+security_version="$(sed -n 's/^ *"securityVersion": *\([0-9][0-9]*\),*$/\1/p' "$here/enclave.json")"
 
 cat <<SUMMARY
 
 Enclave identity (also the image labels confidential-vault.enclave.unique-id / .signer-id):
   uniqueId (MRENCLAVE): $unique_id
   signerId (MRSIGNER):  $signer_id
-  productID and securityVersion: see enclave.json (README.md, "Enclave identity")
+  productID:            $product_id
+  securityVersion:      $security_version (clients require at least the configured vault.enclave.securityVersion)
 
 Stack config:
   pulumi config set --path vault.image.repository $image
@@ -149,6 +153,8 @@ fi
 cat <<SUMMARY
   pulumi config set --path vault.enclave.uniqueId $unique_id
   pulumi config set --path vault.enclave.signerId $signer_id
+  pulumi config set --path vault.enclave.productId $product_id
+  pulumi config set --path vault.enclave.securityVersion $security_version
 SUMMARY
 
 if [[ -n "${GITHUB_OUTPUT:-}" ]]; then

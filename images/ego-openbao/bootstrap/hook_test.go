@@ -70,11 +70,17 @@ func TestOpenBaoHookBuilds(t *testing.T) {
 		return stdout.String(), stderr.String(), code
 	}
 
-	for _, args := range [][]string{{"status"}, {"server", "-dev"}, {"server", "-dev", "-config=/tmp/dev.hcl"}} {
+	for _, args := range [][]string{{"status"}, {"server", "-dev"}, {"server", "-dev", "-dev-root-token-id=x"}} {
 		stdout, stderr, code := run(nil, args...)
 		if code != 0 || !strings.Contains(stdout, fmt.Sprintf("openbao stand-in ran %q", args)) || stderr != "" {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q: the bootstrap must leave this command alone", args, code, stdout, stderr)
 		}
+	}
+
+	// A dev command line that names a configuration file never reaches OpenBao (dev mode would merge it).
+	if stdout, stderr, code := run(nil, "server", "-dev", "-config=/tmp/dev.hcl"); code == 0 ||
+		strings.Contains(stdout, "openbao stand-in ran") || !strings.Contains(stderr, "the dev server takes no configuration file") {
+		t.Errorf("dev server with a host file: exit %d, stdout %q, stderr %q; want a refusal", code, stdout, stderr)
 	}
 
 	// The chart's command line: the host's file is dropped for the measured one before anything else happens.

@@ -58,7 +58,9 @@ const (
 	// OtherCommand: not the server (status, version, help, ...). It runs unchanged and without the bootstrap.
 	OtherCommand Launch = iota
 	// DevServer: `bao server -dev ...`, OpenBao's in-memory development server. It runs unchanged and without the
-	// bootstrap: no attested certificate, so verifying clients refuse it, and its storage starts empty.
+	// bootstrap: no attested certificate, so verifying clients refuse it. Dev mode would merge -config files (and
+	// BAO_CONFIG_PATH) into its own configuration, so a dev command line that names one is refused: the dev server
+	// always starts on its own in-memory storage and listener.
 	DevServer
 	// MeasuredServer: every other `bao server`. It runs with the measured configuration only (MeasuredConfigPath,
 	// plus AttestedUnsealConfigPath for attested unseal), behind the attested listener.
@@ -138,6 +140,19 @@ func PlanLaunch(args []string, lookupEnv func(string) (string, bool)) (Plan, err
 	unset := slices.Clone(SealVariables)
 	flags, problems := scanServerFlags(args[1:])
 	if len(problems) == 0 && startsDevServer(flags) {
+		for _, flag := range flags {
+			if flag.name == "config" {
+				problems = append(problems, fmt.Sprintf("-config=%s: the dev server takes no configuration file", flag.value))
+			}
+		}
+		for _, name := range configPathVariables {
+			if _, set := lookupEnv(name); set {
+				problems = append(problems, fmt.Sprintf("%s is set: the dev server would add the files it names", name))
+			}
+		}
+		if len(problems) > 0 {
+			return Plan{}, fmt.Errorf("`bao server -dev` runs without host configuration: %s", strings.Join(problems, "; "))
+		}
 		return Plan{Launch: DevServer, Args: args, Unset: unset}, nil
 	}
 

@@ -47,7 +47,6 @@ func TestPlanLaunchLeavesDevModeAndOtherCommandsAlone(t *testing.T) {
 			{"server", "-dev", "-dev-root-token-id=x", "-dev-listen-address", "[::]:8200"},
 			{"server", "-dev-tls"},                    // implies -dev
 			{"server", "-dev=false", "-dev-ha"},       // so does -dev-ha
-			{"server", "-dev", "-config=/tmp/x.hcl"},  // dev mode merges the file into its own config
 			{"server", "-dev", "-dev=0", "-dev=true"}, // the last value counts
 		},
 		OtherCommand: {
@@ -62,6 +61,27 @@ func TestPlanLaunchLeavesDevModeAndOtherCommandsAlone(t *testing.T) {
 			if err != nil || plan.Launch != want || !slices.Equal(plan.Args, args) || plan.IgnoredConfigs != nil {
 				t.Errorf("%q: got %+v, %v; want launch %d with the arguments unchanged", args, plan, err, want)
 			}
+		}
+	}
+}
+
+func TestPlanLaunchRefusesHostConfigurationForTheDevServer(t *testing.T) {
+	// OpenBao merges -config files and BAO_CONFIG_PATH into dev mode's configuration (command/server.go, v2.6.2):
+	// the genuine enclave would otherwise run on storage, listener and seal the host chose.
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"server", "-dev", "-config=/tmp/x.hcl"}, nil, "-config=/tmp/x.hcl: the dev server takes no configuration file"},
+		{[]string{"server", "-dev", "-dev-skip-init", "-config", "/tmp/x.hcl"}, nil, "-config=/tmp/x.hcl"},
+		{[]string{"server", "-dev"}, map[string]string{"BAO_CONFIG_PATH": "/tmp/x.hcl"}, "BAO_CONFIG_PATH is set"},
+		{[]string{"server", "-dev-tls"}, map[string]string{"VAULT_CONFIG_PATH": "/tmp"}, "VAULT_CONFIG_PATH is set"},
+	} {
+		lookup := func(name string) (string, bool) { value, set := tc.env[name]; return value, set }
+		plan, err := PlanLaunch(tc.args, lookup)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q with %v: got %+v, %v; want a refusal naming %q", tc.args, tc.env, plan, err, tc.want)
 		}
 	}
 }
@@ -248,7 +268,7 @@ func TestPlanLaunchAddsTheMeasuredStorageTheHostNames(t *testing.T) {
 		}
 	}
 	// The dev server keeps its in-memory storage whatever the host names.
-	if plan, err := PlanLaunch([]string{"server", "-dev"}, func(string) (string, bool) { return "raft", true }); err != nil ||
+	if plan, err := PlanLaunch([]string{"server", "-dev"}, func(name string) (string, bool) { return "raft", name == EnvStorage }); err != nil ||
 		plan.Launch != DevServer {
 		t.Errorf("dev server: %+v, %v", plan, err)
 	}
