@@ -2,7 +2,10 @@
 // TLS server on 127.0.0.1 whose certificate, and the certificate that signs its release answers, come from a CA the
 // test trusts. Releases have the shape Key Vault documents and Microsoft's and MarbleRun's clients read: {"value":
 // JWS}, payload response.key.key with kid, kty, n, e and key_hsm = base64url({"ciphertext": RSA-OAEP(transient AES
-// key) || RFC 5649 wrap of the PKCS#8 private key}). Never part of the enclave binary.
+// key) || RFC 5649 wrap of the PKCS#8 private key}). The key it wraps to is the first encryption key of the JSON Web
+// Key Set in the target token's x-ms-runtime claim (keys), where Key Vault documents it: MAA fills x-ms-runtime
+// only from runtime data of type JSON, so a token over Binary data (x-ms-sgx-ehd alone) is refused. Never part of
+// the enclave binary.
 //
 // What is not documented and therefore assumed here: the status and message of a release whose attestation does not
 // satisfy the key's policy (403, as for a missing role), and the JWS signing certificate naming the vault's host.
@@ -61,6 +64,8 @@ type Request struct {
 	Authorization string
 	Form          url.Values        // token requests
 	Body          map[string]string // release requests
+	// TargetKeyID is the kid of the key a release wrapped to (from the target's x-ms-runtime.keys).
+	TargetKeyID string
 }
 
 // ReleaseParts are the pieces of one release answer; Tamper may change any of them before the answer is built.
@@ -238,6 +243,7 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request) {
 		parseErr = json.NewDecoder(r.Body).Decode(&recorded.Body)
 	}
 	s.mu.Lock()
+	index := len(s.requests)
 	s.requests = append(s.requests, recorded)
 	var canned *Answer
 	if queue := s.injected[endpoint]; len(queue) > 0 {
@@ -269,7 +275,7 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request) {
 	if endpoint == Token {
 		s.serveToken(w, r, recorded)
 	} else {
-		s.serveRelease(w, r, recorded)
+		s.serveRelease(w, r, recorded, index)
 	}
 }
 
@@ -298,7 +304,7 @@ func keyVaultError(w http.ResponseWriter, status int, code, inner, message strin
 	writeJSON(w, status, map[string]any{"error": body})
 }
 
-func (s *Service) serveRelease(w http.ResponseWriter, r *http.Request, request Request) {
+func (s *Service) serveRelease(w http.ResponseWriter, r *http.Request, request Request, index int) {
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	if r.Method != http.MethodPost || len(parts) != 4 || parts[0] != "keys" || parts[1] != s.KeyName || parts[3] != "release" {
 		keyVaultError(w, http.StatusNotFound, "NotFound", "", "no such operation")
@@ -324,11 +330,14 @@ func (s *Service) serveRelease(w http.ResponseWriter, r *http.Request, request R
 		keyVaultError(w, http.StatusBadRequest, "BadParameter", "", "unsupported enc")
 		return
 	}
-	claims, wrappingKey, err := s.readTarget(request.Body["target"])
+	claims, wrappingKey, keyID, err := s.readTarget(request.Body["target"])
 	if err != nil {
 		keyVaultError(w, http.StatusBadRequest, "BadParameter", "", "Target environment attestation statement: "+err.Error())
 		return
 	}
+	s.mu.Lock()
+	s.requests[index].TargetKeyID = keyID
+	s.mu.Unlock()
 	if s.Policy != nil {
 		if err := s.Policy(claims); err != nil {
 			keyVaultError(w, http.StatusForbidden, "Forbidden", "AccessDenied",
@@ -344,45 +353,46 @@ func (s *Service) serveRelease(w http.ResponseWriter, r *http.Request, request R
 	writeJSON(w, http.StatusOK, map[string]string{"value": value})
 }
 
-// readTarget reads the attestation token: its claims, and the first encryption key of the JSON Web Key Set in
-// x-ms-sgx-ehd (the key Key Vault wraps the released key to).
-func (s *Service) readTarget(token string) (map[string]any, *rsa.PublicKey, error) {
+// readTarget reads the attestation token: its claims, and the first encryption key (with its kid) of the JSON Web
+// Key Set in x-ms-runtime.keys (the key Key Vault wraps the released key to).
+func (s *Service) readTarget(token string) (map[string]any, *rsa.PublicKey, string, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return nil, nil, errors.New("not a JWT")
+		return nil, nil, "", errors.New("not a JWT")
 	}
 	if s.MAAKey != nil {
 		signature, err := base64.RawURLEncoding.DecodeString(parts[2])
 		digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
 		if err != nil || rsa.VerifyPKCS1v15(s.MAAKey, crypto.SHA256, digest[:], signature) != nil {
-			return nil, nil, errors.New("signature does not verify")
+			return nil, nil, "", errors.New("signature does not verify")
 		}
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	var claims map[string]any
 	if err := json.Unmarshal(payload, &claims); err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	held, _ := claims["x-ms-sgx-ehd"].(string)
-	data, err := base64.RawURLEncoding.DecodeString(held)
-	if err != nil {
-		return nil, nil, errors.New("x-ms-sgx-ehd is not base64url")
+	var target struct {
+		Runtime *struct {
+			Keys []struct {
+				KeyID   string   `json:"kid"`
+				KeyType string   `json:"kty"`
+				Use     string   `json:"use"`
+				KeyOps  []string `json:"key_ops"`
+				N, E    string
+			} `json:"keys"`
+		} `json:"x-ms-runtime"`
 	}
-	var set struct {
-		Keys []struct {
-			KeyType string   `json:"kty"`
-			Use     string   `json:"use"`
-			KeyOps  []string `json:"key_ops"`
-			N, E    string
-		} `json:"keys"`
+	if err := json.Unmarshal(payload, &target); err != nil {
+		return nil, nil, "", errors.New("x-ms-runtime.keys is not a JSON Web Key Set")
 	}
-	if err := json.Unmarshal(data, &set); err != nil {
-		return nil, nil, errors.New("x-ms-sgx-ehd is not a JSON Web Key Set")
+	if target.Runtime == nil {
+		return nil, nil, "", errors.New("the token has no x-ms-runtime claim (runtime data of type JSON)")
 	}
-	for _, key := range set.Keys {
+	for _, key := range target.Runtime.Keys {
 		encrypts := key.Use == "enc"
 		for _, operation := range key.KeyOps {
 			encrypts = encrypts || operation == "encrypt"
@@ -393,12 +403,12 @@ func (s *Service) readTarget(token string) (map[string]any, *rsa.PublicKey, erro
 		n, errN := base64.RawURLEncoding.DecodeString(key.N)
 		e, errE := base64.RawURLEncoding.DecodeString(key.E)
 		if errN != nil || errE != nil || len(e) > 4 {
-			return nil, nil, errors.New("the key's n or e is not base64url")
+			return nil, nil, "", errors.New("the key's n or e is not base64url")
 		}
 		exponent := int(binary.BigEndian.Uint32(append(make([]byte, 4-len(e)), e...)))
-		return claims, &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: exponent}, nil
+		return claims, &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: exponent}, key.KeyID, nil
 	}
-	return nil, nil, errors.New("no RSA encryption key in the JSON Web Key Set")
+	return nil, nil, "", errors.New("no RSA encryption key in x-ms-runtime.keys")
 }
 
 func (s *Service) buildRelease(key *rsa.PrivateKey, keyID string, wrappingKey *rsa.PublicKey, oaepHash crypto.Hash) (string, error) {

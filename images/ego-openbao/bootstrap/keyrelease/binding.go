@@ -16,11 +16,13 @@ import (
 	"confidential-vault.internal/bootstrap"
 )
 
-// The enclave attests two documents (each the data of one EGo CreateAzureAttestationToken call, x-ms-sgx-ehd):
+// The enclave attests two documents, each as the runtime data of one MAA attestation:
 //
-//  1. For Key Vault, the wrapping key as a JSON Web Key Set, the form Key Vault documents for a release target:
+//  1. For Key Vault, the wrapping key as a JSON Web Key Set, the form Key Vault documents for a release target, as
+//     runtime data of type JSON (maa.go), so that the token carries it as x-ms-runtime, where Key Vault reads it:
 //     {"keys":[{"kty":"RSA","kid":"<thumbprint>","key_ops":["encrypt"],"n":"…","e":"AQAB"}]}
-//  2. For clients, the listener binding, version 2 (bootstrap/README.md has version 1):
+//  2. For clients, the listener binding, version 2 (bootstrap/README.md has version 1), through EGo's
+//     CreateAzureAttestationToken (type Binary: x-ms-sgx-ehd, which clients read):
 //     {"v":2,"purpose":"confidential-vault/openbao-listener","listener_spki_sha256":"<64 hex>",
 //     "seal_key_id":"https://<vault>.vault.azure.net/keys/<name>/<version>","release_jwk_thumbprint":"<43 base64url>"}
 //

@@ -1,6 +1,7 @@
 package keyrelease
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"confidential-vault.internal/bootstrap/fakekeyvault"
+	"confidential-vault.internal/bootstrap/fakemaa"
 )
 
 // assertFails checks the error's text, that no secret is in it, and that OpenBao has no key to read.
@@ -127,24 +129,87 @@ func TestRetriesAreBounded(t *testing.T) {
 }
 
 func TestAttestationFailures(t *testing.T) {
-	t.Run("provider unreachable: retried, then final", func(t *testing.T) {
+	t.Run("provider unavailable: retried, then final", func(t *testing.T) {
 		w := newWorld(t)
-		w.provider.Fail(errors.New("attestation request failed, attestation provider returned status code 503"))
+		w.provider.Fail(errors.New("quote verification backend unavailable"))
 		_, err := w.prepare()
-		assertFails(t, w, err, "obtaining an attestation token from "+w.maaURL, "attempt 5 of 5", "status code 503")
+		assertFails(t, w, err, "obtaining an attestation token from "+w.maaURL, "attempt 5 of 5",
+			"Microsoft Azure Attestation answered 503 Service Unavailable", "quote verification backend unavailable")
 		if len(w.vault.Requests(fakekeyvault.Release)) != 0 {
 			t.Error("Key Vault was asked without an attestation")
 		}
 	})
 	t.Run("token binds other data", func(t *testing.T) {
 		w := newWorld(t)
-		w.provider.Claims["x-ms-sgx-ehd"] = base64.RawURLEncoding.EncodeToString([]byte(`{"keys":[]}`))
+		w.provider.Claims["x-ms-runtime"] = map[string]any{"keys": []any{}}
 		_, err := w.prepare()
-		assertFails(t, w, err, "x-ms-sgx-ehd is not the wrapping key this enclave attested")
+		assertFails(t, w, err, "x-ms-runtime is not the wrapping key set this enclave attested")
 		if len(w.sleeps) != 0 {
 			t.Error("a token for other data was retried")
 		}
 	})
+	t.Run("token without runtime claims", func(t *testing.T) {
+		w := newWorld(t)
+		w.provider.Claims["x-ms-runtime"] = nil
+		_, err := w.prepare()
+		assertFails(t, w, err, "the attestation token has no x-ms-runtime")
+		if len(w.vault.Requests(fakekeyvault.Release)) != 0 {
+			t.Error("Key Vault was asked with a token that cannot name the wrapping key")
+		}
+	})
+	t.Run("report over other data refused: final", func(t *testing.T) {
+		w := newWorld(t)
+		r := w.releaser()
+		r.attester = otherReport{w.provider}
+		_, err := r.prepare(context.Background())
+		assertFails(t, w, err, "obtaining an attestation token from "+w.maaURL,
+			"Microsoft Azure Attestation answered 400 Bad Request", "not SHA-256 of the runtime data", "refused this enclave's report")
+		if len(w.sleeps) != 0 || len(w.vault.Requests(fakekeyvault.Release)) != 0 {
+			t.Error("a refused report was retried or sent on")
+		}
+	})
+}
+
+// otherReport quotes report data other than the one asked for, as a compromised adapter would.
+type otherReport struct{ provider *fakemaa.Provider }
+
+func (o otherReport) GetRemoteReport([]byte) ([]byte, error) {
+	return o.provider.GetRemoteReport(make([]byte, 32))
+}
+
+// A token over the same JSON Web Key Set as Binary runtime data — what EGo's CreateAzureAttestationToken gets —
+// carries it only in x-ms-sgx-ehd; Key Vault reads the wrapping key from x-ms-runtime and refuses it.
+func TestKeyVaultRefusesABinaryAttestedWrappingKey(t *testing.T) {
+	w := newWorld(t)
+	r := w.releaser()
+	data, err := ReleaseTargetData(&testWrappingKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binaryToken, err := w.provider.CreateAzureAttestationToken(data, w.maaURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkRuntimeData(binaryToken, data); err == nil || !strings.Contains(err.Error(), "no x-ms-runtime") {
+		t.Errorf("checkRuntimeData accepted a Binary token: %v", err)
+	}
+	accessToken, err := r.entraToken(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.releaseKey(context.Background(), accessToken, binaryToken, w.keyID(versionA), testWrappingKey)
+	var refusal *ServiceError
+	if !errors.As(err, &refusal) || refusal.Status != http.StatusBadRequest || !strings.Contains(err.Error(), "no x-ms-runtime claim") {
+		t.Fatalf("release with a Binary-attested key: %v, want Key Vault's 400 naming x-ms-runtime", err)
+	}
+	// The same set attested as JSON is released.
+	jsonToken, err := r.attestJSON(context.Background(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.releaseKey(context.Background(), accessToken, jsonToken, w.keyID(versionA), testWrappingKey); err != nil {
+		t.Fatalf("release with a JSON-attested key: %v", err)
+	}
 }
 
 // Every malformed or tampered answer is refused, without a retry and without a seal key.

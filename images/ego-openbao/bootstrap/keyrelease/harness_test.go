@@ -2,9 +2,13 @@ package keyrelease
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,7 +76,9 @@ func newWorld(t *testing.T) *world {
 	vault.AddKey(versionA, hsmKeyA)
 	vault.AddKey(versionB, hsmKeyB)
 	vault.MAAKey = &maaSigningKey.PublicKey
-	maaURL := "https://sharedweu.weu.attest.azure.net"
+	provider := &fakemaa.Provider{Key: maaSigningKey, KeyID: "maa-signing-key",
+		Claims: fakemaa.SGXClaims(strings.Repeat("ab", 32), strings.Repeat("cd", 32), 1, 2, false)}
+	maaURL := startMAA(t, vault, provider)
 	vault.Policy = func(claims map[string]any) error {
 		if claims["iss"] != maaURL || claims["x-ms-sgx-is-debuggable"] != false || claims["x-ms-sgx-mrsigner"] != strings.Repeat("ab", 32) {
 			return fmt.Errorf("claims %v do not satisfy the release policy", claims)
@@ -89,16 +95,34 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	return &world{
-		t:     t,
-		vault: vault,
-		provider: &fakemaa.Provider{Key: maaSigningKey, KeyID: "maa-signing-key",
-			Claims: fakemaa.SGXClaims(strings.Repeat("ab", 32), strings.Repeat("cd", 32), 1, 2, false)},
-		maaURL: maaURL,
+		t:        t,
+		vault:    vault,
+		provider: provider,
+		maaURL:   maaURL,
 		config: Config{Key: key, ClientID: vault.ClientID, TenantID: vault.TenantID, FederatedTokenFile: tokenFile,
 			AuthorityHost: vault.URL},
 		sealDir: filepath.Join(root, "run", "bao-seal"),
 		store:   filepath.Join(root, "openbao-data", ".cv", "listener-key.enc"),
 	}
+}
+
+// startMAA serves the provider's Attest OpenEnclave over TLS with a certificate from the fake vault's CA (the one
+// roots the releaser trusts) and returns its URL, the tokens' issuer.
+func startMAA(t *testing.T, vault *fakekeyvault.Service, provider *fakemaa.Provider) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certificate, err := vault.IssueCertificate(key.Public(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := httptest.NewUnstartedServer(provider)
+	server.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{certificate}, PrivateKey: key}}}
+	server.StartTLS()
+	t.Cleanup(server.Close)
+	return server.URL
 }
 
 func (w *world) keyID(version string) KeyID {

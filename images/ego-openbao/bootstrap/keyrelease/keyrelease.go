@@ -14,20 +14,17 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 )
 
-// Attester is the EGo call the release makes; bootstrap/egoenclave's adapter satisfies it.
+// Attester is the EGo call the release makes; bootstrap/egoenclave's adapter satisfies it. The release does not use
+// EGo's CreateAzureAttestationToken: that sends runtime data of type Binary, which MAA returns only as x-ms-sgx-ehd,
+// while Key Vault reads the wrapping key from x-ms-runtime, which MAA fills from runtime data of type JSON (maa.go).
 type Attester interface {
-	// CreateAzureAttestationToken quotes the enclave with SHA-256(data) as report data and returns the token of
-	// the provider at maaURL (x-ms-sgx-ehd = base64url(data)).
-	CreateAzureAttestationToken(data []byte, maaURL string) (string, error)
+	// GetRemoteReport returns an SGX report of this enclave carrying reportData (at most 64 bytes).
+	GetRemoteReport(reportData []byte) ([]byte, error)
 }
 
 // WrappingKeyBits is the size of the RSA key the released key is wrapped to. The wrapped copy crosses the host's
@@ -150,25 +147,14 @@ func (r *Releaser) prepare(ctx context.Context) (*Prepared, error) {
 	return &Prepared{ListenerKey: listenerKey, ListenerBinding: binding, SealEnv: sealEnv}, nil
 }
 
-// releaseTarget attests the wrapping key for Key Vault and checks that the token binds exactly that data.
+// releaseTarget attests the wrapping key for Key Vault (runtime data of type JSON, so that MAA puts it into
+// x-ms-runtime) and checks that the token binds exactly that data.
 func (r *Releaser) releaseTarget(ctx context.Context, wrappingKey *rsa.PublicKey) (string, error) {
 	data, err := ReleaseTargetData(wrappingKey)
 	if err != nil {
 		return "", err
 	}
-	var token string
-	err = r.retry.do(ctx, "obtaining an attestation token from "+r.maaURL, func(context.Context) error {
-		var err error
-		token, err = r.attester.CreateAzureAttestationToken(data, r.maaURL)
-		if err != nil {
-			return err
-		}
-		if err := checkEnclaveHeldData(token, data); err != nil {
-			return permanent(err)
-		}
-		return nil
-	})
-	return token, err
+	return r.attestJSON(ctx, data)
 }
 
 func (r *Releaser) releaseAndDerive(ctx context.Context, accessToken, target string, keyID KeyID, wrappingKey *rsa.PrivateKey) (*derivedKeys, error) {
@@ -181,27 +167,4 @@ func (r *Releaser) releaseAndDerive(ctx context.Context, accessToken, target str
 		return nil, fmt.Errorf("%s: %w", keyID, err)
 	}
 	return keys, nil
-}
-
-// checkEnclaveHeldData reads the token's x-ms-sgx-ehd without verifying the token (Key Vault does): a provider or
-// adapter that bound other data would get a release for a key this enclave does not hold.
-func checkEnclaveHeldData(token string, want []byte) error {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return errors.New("the attestation token is not a JWT (three dot-separated parts)")
-	}
-	payload, err := decodeBase64URL(parts[1])
-	if err != nil {
-		return fmt.Errorf("the attestation token's payload is not base64url: %w", err)
-	}
-	var claims struct {
-		EnclaveHeldData string `json:"x-ms-sgx-ehd"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return fmt.Errorf("the attestation token's payload is not JSON: %w", err)
-	}
-	if claims.EnclaveHeldData != base64.RawURLEncoding.EncodeToString(want) {
-		return errors.New("the attestation token's x-ms-sgx-ehd is not the wrapping key this enclave attested")
-	}
-	return nil
 }

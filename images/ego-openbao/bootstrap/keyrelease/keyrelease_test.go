@@ -91,10 +91,11 @@ func TestPrepareReleasesTheKeyAndWritesTheStaticSealKey(t *testing.T) {
 		t.Fatalf("wrapping keys %d, want one of 4096 bits", len(w.wrappingKeys))
 	}
 	wrappingKey := w.wrappingKeys[0]
-	bound := w.provider.BoundData()
-	if len(bound) != 1 {
-		t.Fatalf("%d attestations, want 1 (the release target; the listener's is the bootstrap's)", len(bound))
+	attestations := w.provider.Requests()
+	if len(attestations) != 1 || attestations[0].DataType != "JSON" {
+		t.Fatalf("attestations %+v, want 1 of runtime data type JSON (the release target; the listener's is the bootstrap's)", attestations)
 	}
+	bound := w.provider.BoundData()
 	var set struct {
 		Keys []map[string]any `json:"keys"`
 	}
@@ -130,9 +131,16 @@ func TestPrepareReleasesTheKeyAndWritesTheStaticSealKey(t *testing.T) {
 		t.Errorf("release request %+v: want POST /keys/<name>/<version>/release?api-version=2025-07-01, enc "+
 			"RSA_AES_KEY_WRAP_256, a 16-byte nonce and the Entra token", release)
 	}
+	// Key Vault reads the wrapping key from x-ms-runtime.keys: the token must carry the set there, as JSON.
 	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(release.Body["target"], ".")[1])
-	if !strings.Contains(string(payload), base64.RawURLEncoding.EncodeToString(bound[0])) {
-		t.Error("the release target is not the attestation token of the wrapping key's JSON Web Key Set")
+	var target struct {
+		Runtime struct {
+			Keys []map[string]any `json:"keys"`
+		} `json:"x-ms-runtime"`
+	}
+	if err := json.Unmarshal(payload, &target); err != nil || len(target.Runtime.Keys) != 1 ||
+		fmt.Sprint(target.Runtime.Keys[0]) != fmt.Sprint(jwk) {
+		t.Errorf("the release target's x-ms-runtime is not the wrapping key's JSON Web Key Set: %s", payload)
 	}
 
 	// The listener binding, version 2, byte for byte.
@@ -149,6 +157,9 @@ func TestPrepareReleasesTheKeyAndWritesTheStaticSealKey(t *testing.T) {
 	}
 	if jwk["kid"] != base64.RawURLEncoding.EncodeToString(thumbprint[:]) {
 		t.Errorf("the attested JWK's kid %v is not its thumbprint, which the binding names", jwk["kid"])
+	}
+	if release.TargetKeyID != base64.RawURLEncoding.EncodeToString(thumbprint[:]) {
+		t.Errorf("Key Vault wrapped to the key %q, not to the wrapping key the binding names", release.TargetKeyID)
 	}
 }
 
