@@ -244,8 +244,7 @@ def openbao_values(
     if settings.mode == "server":
         extra_env[STORAGE_ENV] = storage
     if ha:
-        server.update(ha_values(replicas))
-        server["ha"]["apiAddr"] = f"https://{host}"
+        server = deep_merge(server, ha_values(replicas))
         secret_env.append(
             {"envName": CONNECTION_URL_ENV, "secretName": STORAGE_SECRET, "secretKey": STORAGE_SECRET_KEY}
         )

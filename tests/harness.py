@@ -12,7 +12,6 @@ import asyncio
 import base64
 import contextvars
 import json
-import os
 import runpy
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +28,9 @@ from pulumi.runtime.stack import run_in_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
+
+# One definition of where the reference data is, shared with the render tools the workflows run.
+from tools.render import reference_dir  # noqa: E402
 
 PROJECT = "confidential-vault"
 SECRET_SIG = rpc._special_sig_key
@@ -48,12 +50,6 @@ FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\nusers:\n- name: f
 def fake_password(resource_name: str) -> str:
     """What a mocked `RandomPassword` returns: recognisable, so leak tests can search for it."""
     return f"generated-{resource_name}-Zq7"
-
-
-def reference_dir() -> Path:
-    """Upstream chart values and CRD schemas (see scripts/fetch_reference.py for users elsewhere)."""
-    configured = os.environ.get("CV_REFERENCE_DIR")
-    return Path(configured) if configured else PROJECT_ROOT.parent / "shared" / "reference"
 
 
 # Azure's id shapes for the types whose ids other resources take apart or extend (subnets, zones, servers):

@@ -318,7 +318,7 @@ def test_config_reaches_the_server_unchanged() -> None:
 def test_api_addr_is_the_public_url() -> None:
     """The chart exports BAO_API_ADDR (the pod IP unless `server.ha.apiAddr`), which OpenBao prefers to `api_addr`:
     the address it sends clients to."""
-    for variant in ("server", "dev"):
+    for variant in ("server", "dev", "postgresql-ha"):
         [api_addr] = [
             entry["value"]
             for entry in server_container(rendered(variant_run(variant)))["env"]

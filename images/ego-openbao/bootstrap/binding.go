@@ -34,15 +34,15 @@ type Binding struct {
 
 // BindingFor returns the canonical enclave-held data for a listener public key.
 func BindingFor(publicKey any) ([]byte, error) {
-	digest, err := spkiSHA256(publicKey)
+	digest, err := SPKISHA256(publicKey)
 	if err != nil {
 		return nil, err
 	}
 	return json.Marshal(Binding{Version: BindingVersion, Purpose: BindingPurpose, ListenerSPKISHA256: digest})
 }
 
-// spkiSHA256 is the binding's listener_spki_sha256: SHA-256 of the DER SubjectPublicKeyInfo, lower-case hex.
-func spkiSHA256(publicKey any) (string, error) {
+// SPKISHA256 is the binding's listener_spki_sha256: SHA-256 of the DER SubjectPublicKeyInfo, lower-case hex.
+func SPKISHA256(publicKey any) (string, error) {
 	spki, err := x509.MarshalPKIXPublicKey(publicKey)
 	if err != nil {
 		return "", fmt.Errorf("encoding the listener public key: %w", err)

@@ -76,7 +76,7 @@ func StartWith(config Config, enclave Enclave, dir string, logf Logf, identity I
 	if err := json.Unmarshal(identity.Binding, &bound); err != nil {
 		return nil, fmt.Errorf("the listener binding is not JSON: %w", err)
 	}
-	if want, err := spkiSHA256(identity.Key.Public()); err != nil || bound.ListenerSPKISHA256 != want {
+	if want, err := SPKISHA256(identity.Key.Public()); err != nil || bound.ListenerSPKISHA256 != want {
 		return nil, errors.New("the listener binding does not name the listener key")
 	}
 	return start(config, enclave, dir, logf, time.Now, &identity)

@@ -4,12 +4,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math/big"
 	"strings"
 
@@ -48,15 +45,14 @@ type ListenerBinding struct {
 
 // ListenerBindingFor returns the canonical binding for a listener public key, the seal key and the wrapping key.
 func ListenerBindingFor(listenerPublicKey *ecdsa.PublicKey, sealKey KeyID, wrappingKey *rsa.PublicKey) ([]byte, error) {
-	spki, err := x509.MarshalPKIXPublicKey(listenerPublicKey)
+	digest, err := bootstrap.SPKISHA256(listenerPublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("encoding the listener public key: %w", err)
+		return nil, err
 	}
-	digest := sha256.Sum256(spki)
 	return json.Marshal(ListenerBinding{
 		Version:              BindingVersionAttestedUnseal,
 		Purpose:              bootstrap.BindingPurpose,
-		ListenerSPKISHA256:   hex.EncodeToString(digest[:]),
+		ListenerSPKISHA256:   digest,
 		SealKeyID:            sealKey.String(),
 		ReleaseJWKThumbprint: Thumbprint(wrappingKey),
 	})
