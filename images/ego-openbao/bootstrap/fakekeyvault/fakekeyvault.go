@@ -1,6 +1,6 @@
 // Package fakekeyvault stands in for Entra ID's token endpoint and Azure Key Vault's release operation in tests: one
 // TLS server on 127.0.0.1 whose certificate, and the certificate that signs its release answers, come from a CA the
-// test trusts. Releases have the shape Key Vault documents and Microsoft's and MarbleRun's clients read: {"value":
+// test trusts. Releases have the shape Key Vault documents and Microsoft's sample client reads: {"value":
 // JWS}, payload response.key.key with kid, kty, n, e and key_hsm = base64url({"ciphertext": RSA-OAEP(transient AES
 // key) || RFC 5649 wrap of the PKCS#8 private key}). The key it wraps to is the first encryption key of the JSON Web
 // Key Set in the target token's x-ms-runtime claim (keys), where Key Vault documents it: MAA fills x-ms-runtime

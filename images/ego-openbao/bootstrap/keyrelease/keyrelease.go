@@ -29,8 +29,7 @@ type Attester interface {
 
 // WrappingKeyBits is the size of the RSA key the released key is wrapped to. The wrapped copy crosses the host's
 // network, where it can be recorded, and unwraps to the key that protects every stored secret for as long as that
-// data lives: the largest size Key Vault is known to take (4096, as in MarbleRun's SGX release), not 3072; it costs
-// about half a second once per start.
+// data lives: 4096 rather than 3072 (README, "Wrapping key"); it costs about half a second once per start.
 const WrappingKeyBits = 4096
 
 // StartTimeout bounds the whole release: with retries it ends well within it, or the pod is restarted.
