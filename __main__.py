@@ -7,6 +7,7 @@ unseal), secret store → exports
 import pulumi
 
 from components.argocd import ArgoCd, ArgoCdArgs
+from components.azure_api import warn_about_retiring_api_versions
 from components.cluster import ClusterArgs, ConfidentialCluster
 from components.config import load_stack_settings
 from components.config.database import creates_database, openbao_replicas, storage_kind
@@ -16,12 +17,16 @@ from components.edge import Edge, EdgeArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.openbao import NAMESPACE as VAULT_NAMESPACE
 from components.openbao import SERVICE_ACCOUNT_NAME as VAULT_SERVICE_ACCOUNT
-from components.openbao import OpenBao, OpenBaoArgs, PostgresStorage
+from components.openbao import OpenBao, OpenBaoArgs, PostgresStorage, unpinned_store_warning
 from components.release_policy import expected_enclave
 from components.seal import AttestedSeal, AttestedSealArgs
 
 settings = load_stack_settings()
 stack = pulumi.get_stack()
+# Azure API versions this program calls that Microsoft retires within 120 days (azure-api-lifecycle.yaml): a warning,
+# so the deploy that still works says so before the one that would not.
+if settings.cluster.provider == "aks":
+    warn_about_retiring_api_versions()
 
 cluster = ConfidentialCluster(
     "cluster",
@@ -112,6 +117,9 @@ secret_store = OpenBao(
         protect=settings.protected,
     ),
 )
+# Clients refuse an initialised store the stack does not pin (scripts/verify.py): prod says so on every run.
+if settings.environment == "prod" and settings.vault.cluster_id is None:
+    pulumi.log.warn(unpinned_store_warning(stack), secret_store)
 
 pulumi.export("environment", settings.environment)
 pulumi.export("kubeconfig", cluster.kubeconfig)

@@ -1,4 +1,10 @@
-"""The one place that knows which upstream Helm charts the platform deploys, pinned."""
+"""The one place that knows which upstream Helm charts the platform deploys, pinned.
+
+Each pinned chart is vendored as `charts/<chart>-<version>.tgz`, its sha256 in `charts/charts.lock.json`
+(`scripts/vendor_charts.py` pulls, checks and records it; tools/vendored.py reads it). A Release installs that archive
+from the checkout, never from the chart repository: the bytes the tests render are the bytes the cluster gets, and a
+repository outage or a re-published version cannot change a deploy.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +16,24 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-VALUES_DIR = Path(__file__).resolve().parent.parent / "values"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+VALUES_DIR = PROJECT_DIR / "values"
+CHARTS_DIR = PROJECT_DIR / "charts"
 
 
 @dataclass(frozen=True)
 class ChartPin:
-    """An upstream chart at an exact version."""
+    """An upstream chart at an exact version; `repo` is where scripts/vendor_charts.py pulls it from."""
 
     chart: str
     version: str
     repo: str
+
+    @property
+    def path(self) -> str:
+        """The vendored archive as a Release's `chart`: relative to the project directory, where Pulumi runs the
+        program and its providers, so the state records the same path on every machine."""
+        return f"./charts/{self.chart}-{self.version}.tgz"
 
 
 TRAEFIK = ChartPin("traefik", "41.3.0", "https://traefik.github.io/charts")
@@ -43,14 +57,24 @@ def pinned_release(
     opts: pulumi.ResourceOptions,
     **options: Any,
 ) -> k8s.helm.v3.Release:
-    """A Helm release of `pin`'s chart at its pinned version, named `release_name` (Helm, not Pulumi, names it,
-    so Service names the routes point at stay predictable). `options` are further `helm.v3.Release` arguments."""
+    """A Helm release of `pin`'s vendored chart archive, named `release_name` (Helm, not Pulumi, names it,
+    so Service names the routes point at stay predictable). `options` are further `helm.v3.Release` arguments.
+
+    No `repository_opts`: with none, pulumi-kubernetes' Helm loads a `chart` that exists as a file and never asks a
+    repository. `version` is what Helm records for the release (the archive's own Chart.yaml says the same).
+    """
+    archive = PROJECT_DIR / pin.path
+    if not archive.is_file():
+        # Found from this file's location, so the check holds whatever the working directory of the caller.
+        raise pulumi.RunError(
+            f"chart {pin.chart} {pin.version}: {archive} is missing; run scripts/vendor_charts.py {pin.chart} "
+            f"{pin.version}"
+        )
     return k8s.helm.v3.Release(
         resource_name,
         name=release_name,
-        chart=pin.chart,
+        chart=pin.path,
         version=pin.version,
-        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=pin.repo),
         namespace=namespace,
         values=values,
         opts=opts,

@@ -15,7 +15,7 @@ from components.config import VaultImage, VaultSettings
 from components.config.database import StorageKind
 from components.passwords import configured_or_generated
 from components.routes import Backend, EdgeRouting, RouteRule, ingress_route
-from components.seal import SealAccess
+from components.seal import ENV_SEAL_PREVIOUS_KEY_ID, SealAccess
 
 # The secret store's area keeps its name across servers: namespace, host `vault.<domain>`, config `vault.*`.
 NAMESPACE = "vault"
@@ -50,6 +50,11 @@ DEV_ROOT_TOKEN_KEY = "token"
 # OpenBao's dev server reads the root token from BAO_DEV_ROOT_TOKEN_ID, and from the chart's VAULT_DEV_ROOT_TOKEN_ID
 # only when the BAO_ variable is absent (openbao api/env.go LookupBaoVariable, command/server.go).
 DEV_ROOT_TOKEN_ENV = "BAO_DEV_ROOT_TOKEN_ID"
+# The Secret in which the enclave keeps its store identity record (attested unseal; the bootstrap's
+# storeidentity.SecretName): the server's service account may read, replace and create it (store_identity_access).
+STORE_IDENTITY_SECRET = "openbao-store-identity"
+# `vaultEnclave.clusterId` while the stack has no `vault.clusterId`: scripts/verify.py reads it as "no pin".
+CLUSTER_ID_NOT_PINNED = "not pinned"
 # Read by `ego run`: loads the enclave without SGX hardware (no protection, no attestation).
 SIMULATION_ENV = "OE_SIMULATION"
 # Read by the enclave's bootstrap (images/ego-openbao/bootstrap/README.md, "What the host decides"): the attestation
@@ -323,6 +328,42 @@ def network_policy_spec(allowed_namespaces: list[str], *, ha: bool = False) -> k
     )
 
 
+def store_identity_access(namespace: pulumi.Input[str], opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+    """What the enclave needs to keep its store identity record (attested unseal only): its service account may read
+    and replace the one Secret `STORE_IDENTITY_SECRET`, and create Secrets in its namespace, since Kubernetes cannot
+    limit `create` to a name (the record does not exist until the first unseal). The Secret holds only ciphertext
+    under a key derived from the released seal key (images/ego-openbao/bootstrap/storeidentity); the host can delete
+    or keep an old copy of it, which only skips the enclave's refusal of a swapped store, never a client's."""
+    role = k8s.rbac.v1.Role(
+        "vault-store-identity",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=STORE_IDENTITY_SECRET, namespace=namespace),
+        rules=[
+            k8s.rbac.v1.PolicyRuleArgs(
+                api_groups=[""], resources=["secrets"], resource_names=[STORE_IDENTITY_SECRET], verbs=["get", "update"]
+            ),
+            k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["secrets"], verbs=["create"]),
+        ],
+        opts=opts,
+    )
+    binding = k8s.rbac.v1.RoleBinding(
+        "vault-store-identity",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=STORE_IDENTITY_SECRET, namespace=namespace),
+        role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name),
+        subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=SERVICE_ACCOUNT_NAME, namespace=namespace)],
+        opts=opts,
+    )
+    return [role, binding]
+
+
+def unpinned_store_warning(stack: str) -> str:
+    """What `pulumi up` says while a stack pins no store: clients refuse its store once it is initialised."""
+    return (
+        "vault.clusterId is not set (vaultEnclave.clusterId: not pinned): scripts/verify.py refuses this stack's "
+        f"store once it is initialised. After the first `bao operator init`, run `scripts/verify.py {stack} "
+        "--record-cluster-id`, run the `pulumi config set` line it prints, then `pulumi up` (README, First deploy)."
+    )
+
+
 class OpenBao(pulumi.ComponentResource):
     """OpenBao in an SGX enclave (the EGo-OpenBao image) from the official chart, published at `vault.<domain>`.
 
@@ -412,6 +453,9 @@ class OpenBao(pulumi.ComponentResource):
             )
             release_dependencies += [storage_secret, *args.postgres.ready]
 
+        if args.seal_access is not None:
+            release_dependencies += store_identity_access(namespace, in_cluster)
+
         values = openbao_values(
             settings,
             args.host,
@@ -460,8 +504,17 @@ class OpenBao(pulumi.ComponentResource):
             "attestationProvider": args.attestation_provider,
             "simulation": settings.sgx.simulation,
             # Attested unseal: the Key Vault key (with version) the enclave must name in its attestation (binding
-            # version 2); None: Shamir, and clients accept binding version 1 only.
+            # `seal_key_id`); None: Shamir, and clients accept an enclave that names no key only.
             "sealKeyId": args.seal_access.key_id if args.seal_access is not None else None,
+            # During a rotation: the previous key the enclave gets (and binds, previous_seal_key_id), taken from what
+            # the enclave is given so the two cannot differ; None: clients refuse an enclave that names one.
+            "previousSealKeyId": (
+                args.seal_access.env.apply(lambda env: env.get(ENV_SEAL_PREVIOUS_KEY_ID))
+                if args.seal_access is not None
+                else None
+            ),
+            # The store clients accept (binding cluster_id); until it is recorded they refuse an initialised store.
+            "clusterId": settings.cluster_id or CLUSTER_ID_NOT_PINNED,
         }
         outputs: dict[str, Any] = {
             "url": self.url,

@@ -15,7 +15,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from components.config.vault import SGX_UINT16_MAX, attestation_provider_url
+from components.config.vault import MIN_SECURITY_VERSION, SGX_UINT16_MAX, attestation_provider_url
 
 if TYPE_CHECKING:
     from components.config import Settings
@@ -44,7 +44,8 @@ class ExpectedEnclave:
     product_id: int
     """ISVPRODID (enclave.json `productID`)."""
     min_security_version: int
-    """Lowest ISVSVN (enclave.json `securityVersion`) released to; raise it to lock out older builds."""
+    """Lowest ISVSVN (enclave.json `securityVersion`) released to; raise it to lock out older builds. Never below
+    `MIN_SECURITY_VERSION`: the builds before it let the host rewrite the enclave's configuration."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -53,9 +54,12 @@ class ExpectedEnclave:
             problems.append("attestation_provider is not an https base URL without path")
         if not _SIGNER_ID.match(self.signer_id):
             problems.append("signer_id is not 64 lower-case hex digits")
-        for name, value in (("product_id", self.product_id), ("min_security_version", self.min_security_version)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SGX_UINT16_MAX:
-                problems.append(f"{name} is not an integer from 0 to {SGX_UINT16_MAX}")
+        for name, value, lowest in (
+            ("product_id", self.product_id, 0),
+            ("min_security_version", self.min_security_version, MIN_SECURITY_VERSION),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= SGX_UINT16_MAX:
+                problems.append(f"{name} is not an integer from {lowest} to {SGX_UINT16_MAX}")
         if problems:
             raise ValueError("invalid expected enclave: " + "; ".join(problems))
 

@@ -6,6 +6,11 @@ key the enclave made. The enclave calls with an Entra token of a user-assigned i
 workload identity (a federated credential for OpenBao's service account); that identity holds the one grant that
 allows release, on that key alone. Premium has no symmetric HSM keys, so the enclave derives OpenBao's 32-byte
 static seal key from the released key material (HKDF, in the bootstrap).
+
+Recovery keys cannot decrypt a static seal: losing the key loses the data. So the vault always has purge protection
+(a deleted vault or key stays recoverable for the retention period and nobody can purge it sooner), and its name carries
+a random suffix, made once per stack, so a stack destroyed and created again gets a new name while the old one is
+still held. The vault and key are called with Key Vault API `KEY_VAULT_API_VERSION` (components/azure_api.py).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pulumi
 import pulumi_random as random
 from pulumi_azure_native import authorization, keyvault, managedidentity
 
+from components.azure_api import KeyVault, KeyVaultKey
 from components.config.seal import SOFT_DELETE_DAYS_MAX, SOFT_DELETE_DAYS_MIN, VaultUnsealSettings
 from components.release_policy import CONTENT_TYPE, ExpectedEnclave, encoded_policy, policy_json, release_policy
 
@@ -89,8 +95,8 @@ class AttestedSeal(pulumi.ComponentResource):
     Vault data plane (update key with the published `release_policy_json`) before `pulumi up` rolls the new image.
     """
 
-    vault: keyvault.Vault
-    key: keyvault.Key
+    vault: KeyVault
+    key: KeyVaultKey
     identity: managedidentity.UserAssignedIdentity
     federated_credential: managedidentity.FederatedIdentityCredential
     release_grant: authorization.RoleAssignment
@@ -135,7 +141,6 @@ class AttestedSeal(pulumi.ComponentResource):
             prefix = key_vault_name_prefix(args.stack)
             vault_name = suffix.result.apply(lambda result: f"{prefix}-{result}")
 
-        purge_protection = settings.purge_protection if settings.purge_protection is not None else args.protect
         retention = settings.soft_delete_retention_days or (
             SOFT_DELETE_DAYS_MAX if args.protect else SOFT_DELETE_DAYS_MIN
         )
@@ -148,7 +153,7 @@ class AttestedSeal(pulumi.ComponentResource):
             bypass=keyvault.NetworkRuleBypassOptions.NONE,
             ip_rules=[keyvault.IPRuleArgs(value=ip_range) for ip_range in settings.allowed_ip_ranges],
         )
-        self.vault = keyvault.Vault(
+        self.vault = KeyVault(
             "key-vault",
             vault_name=vault_name,
             resource_group_name=args.resource_group_name,
@@ -159,8 +164,9 @@ class AttestedSeal(pulumi.ComponentResource):
                 enable_rbac_authorization=True,
                 enable_soft_delete=True,
                 soft_delete_retention_in_days=retention,
-                # The API refuses `false`: purge protection, once on, stays on. Unset means off.
-                enable_purge_protection=True if purge_protection else None,
+                # Always: the key is the only way to the data. Irreversible (the API refuses `false`); the config
+                # refuses `purgeProtection: false` with attested unseal.
+                enable_purge_protection=True,
                 enabled_for_deployment=False,
                 enabled_for_disk_encryption=False,
                 enabled_for_template_deployment=False,
@@ -176,7 +182,7 @@ class AttestedSeal(pulumi.ComponentResource):
         self.key_name = SEAL_KEY_NAME
         # Created through Azure Resource Manager: generated inside the HSM (no key material is ever sent), and the
         # deployer needs only the control-plane action vaults/keys/write, no data-plane role that could release it.
-        self.key = keyvault.Key(
+        self.key = KeyVaultKey(
             "seal-key",
             key_name=SEAL_KEY_NAME,
             vault_name=self.vault.name,
@@ -192,7 +198,7 @@ class AttestedSeal(pulumi.ComponentResource):
                 parent=self,
                 protect=args.protect,
                 # The provider deletes keys through the data plane, where the deployer has no role; the key goes
-                # with its vault instead (soft-deleted, and purge-protected on prod).
+                # with its vault instead (soft-deleted and purge-protected).
                 retain_on_delete=True,
             ),
         )

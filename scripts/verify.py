@@ -1,21 +1,26 @@
-"""Verify a stack's attested OpenBao endpoint, then trust exactly its enclave's certificate.
+"""Verify a stack's attested OpenBao endpoint, then trust exactly its enclave's CA certificate.
 
     python scripts/verify.py prod                    # expectations from `pulumi stack output --json --stack prod`
     eval "$(python scripts/verify.py prod)"          # ... and export BAO_ADDR/BAO_CACERT, VAULT_ADDR/VAULT_CACERT
+    python scripts/verify.py prod --init             # first deploy only: accept the uninitialised store, once
+    python scripts/verify.py prod --record-cluster-id   # after `bao operator init`: prints the pulumi config line
     python scripts/verify.py --host vault.example.com --maa-url https://sharedweu.weu.attest.azure.net \\
-        --signer-id <64 hex> --product-id 1 --min-svn 1          # without Pulumi (flags override stack outputs)
+        --signer-id <64 hex> --product-id 1 --min-svn 3 --cluster-id <uuid>   # without Pulumi (flags override outputs)
 
 It connects to the host (port 443) trusting no CA, takes the listener certificate and the Microsoft Azure
-Attestation token in it, and checks: the token's signature against the provider's published keys (<maa>/certs),
-its issuer (the configured provider), its validity, the enclave's measurements against the expected identity
-(signer, product id, minimum security version, not debuggable, optionally the unique id), that the token binds
-the key of the very certificate served, and which seal the enclave unseals with: a stack with attested unseal
-(stack output `vaultEnclave.sealKeyId`, or --seal-key-id) needs binding version 2 naming exactly that Key Vault key —
-an enclave the host pointed at another vault would seal the data with a key the host can know — and a Shamir stack
-accepts binding version 1 only. Only then it writes the enclave's CA certificate for that key as the CA file and
-prints the export lines (stdout; everything else goes to stderr). Any mismatch: exit 1 with the reason, nothing
-written. Run it before `bao operator init` too: that is when a wrong seal key would take hold. The enclave side of
-this contract: images/ego-openbao/bootstrap/README.md and bootstrap/keyrelease/README.md.
+Attestation token in it, and checks: the token's signature against the provider's published keys (<maa>/certs) and
+the validity of the certificate that publishes the key, its issuer (the configured provider), its validity, the
+enclave's measurements against the expected identity (signer, product id, minimum security version, not debuggable,
+optionally the unique id), and the binding (version 3: older images do not attest the store and are refused): that
+the token binds the key of the very certificate served and the CA that signed it, which seal the enclave unseals with
+(a stack with attested unseal, stack output `vaultEnclave.sealKeyId` or --seal-key-id, needs exactly that Key Vault
+key — an enclave the host pointed at another vault would seal the data with a key the host can know — and exactly
+the previous key the stack expects, `vaultEnclave.previousSealKeyId`; a Shamir stack neither), and which store it
+serves: initialised, with the stack's `vaultEnclave.clusterId`. Only then it writes the enclave's CA certificate as the
+CA file and prints the export lines (stdout; everything else goes to stderr). Any mismatch or malformed input: exit 1
+with one `NOT TRUSTED` line, nothing written. Run it before `bao operator init` too (`--init`): that is when a wrong
+seal key or a host's store would take hold. The enclave side of this contract: images/ego-openbao/bootstrap/README.md
+and bootstrap/keyrelease/README.md.
 """
 
 from __future__ import annotations
@@ -35,9 +40,11 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +52,7 @@ from typing import Any, NoReturn
 
 import jwt
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -56,14 +63,21 @@ OID_ARC = "1.2.840.113556.1.8000.2554.56604.44709.48773.17813.45159.13620147.875
 OID_ATTESTATION_TOKEN = x509.ObjectIdentifier(f"{OID_ARC}.1")
 OID_SIMULATION = x509.ObjectIdentifier(f"{OID_ARC}.2")
 OID_ISSUER_CERTIFICATE = x509.ObjectIdentifier(f"{OID_ARC}.3")
-# The bound data (x-ms-sgx-ehd) by version: exactly these keys in this order. Version 1: Shamir unseal (binding.go);
-# version 2: attested unseal, naming the Key Vault key the enclave unseals with (keyrelease/binding.go).
-BINDING_SHAMIR = 1
-BINDING_ATTESTED_UNSEAL = 2
-BINDING_KEYS = {
-    BINDING_SHAMIR: ("v", "purpose", "listener_spki_sha256"),
-    BINDING_ATTESTED_UNSEAL: ("v", "purpose", "listener_spki_sha256", "seal_key_id", "release_jwk_thumbprint"),
-}
+# The bound data (x-ms-sgx-ehd): exactly these keys in this order (bootstrap/binding.go). Version 3 is the only one
+# accepted: versions 1 and 2 come from images older than securityVersion 3, which neither attest the store they serve
+# nor the previous seal key, and whose enclave the host can steer (MarbleRun premain).
+BINDING_VERSION = 3
+BINDING_KEYS = (
+    "v",
+    "purpose",
+    "listener_spki_sha256",
+    "ca_spki_sha256",
+    "seal_key_id",
+    "previous_seal_key_id",
+    "release_jwk_thumbprint",
+    "initialized",
+    "cluster_id",
+)
 BINDING_PURPOSE = "confidential-vault/openbao-listener"
 # A key id as Key Vault writes it into a key's `kid`: https://<vault>.vault.azure.net/keys/<name>/<version>.
 SEAL_KEY_ID = re.compile(r"^https://[a-z0-9.-]+(?::[0-9]+)?/keys/[0-9a-z-]{1,127}/[0-9a-f]{32}$")
@@ -87,7 +101,13 @@ ENCLAVE_OUTPUT_KEYS = {
     "maa_url": "attestationProvider",
     "simulation": "simulation",
     "seal_key_id": "sealKeyId",
+    "previous_seal_key_id": "previousSealKeyId",
+    "cluster_id": "clusterId",
 }
+# What `vaultEnclave.clusterId` says while the stack has no `vault.clusterId` (components/openbao.py).
+CLUSTER_ID_NOT_PINNED = "not pinned"
+CLUSTER_ID_CONFIG_KEY = "confidential-vault:vault.clusterId"
+RECORD_COMMAND = "scripts/verify.py --record-cluster-id"
 MEASUREMENT = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -112,7 +132,27 @@ class Expectations:
     unique_id: str | None = None
     simulation: bool = False
     seal_key_id: str | None = None
-    """Attested unseal: the Key Vault key (with version) the enclave must name; None: Shamir (binding version 1)."""
+    """Attested unseal: the Key Vault key (with version) the enclave must name; None: Shamir (it must name none)."""
+    previous_seal_key_id: str | None = None
+    """Attested unseal during a rotation: the previous key (with version) the enclave must name; None: none."""
+    cluster_id: str | None = None
+    """The store's `cluster_id` (stack config `vault.clusterId`); None: not pinned, so an initialised store is
+    refused (the operator records it first)."""
+    accept_uninitialised: bool = False
+    """`--init`: the one first initialisation, when the store has no cluster id yet."""
+    accept_sealed: bool = False
+    """`--allow-sealed`: an initialised store that is sealed, so its cluster id is not known yet (Shamir unseal)."""
+    recording: bool = False
+    """`--record-cluster-id`: any initialised, unsealed store is accepted while the stack pins none."""
+
+
+@dataclass(frozen=True)
+class Store:
+    """The store the enclave serves, as the binding attests it (OpenBao's own sys/health, read inside the enclave)."""
+
+    initialized: bool
+    cluster_id: str
+    """Empty while uninitialised or sealed."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +161,8 @@ class Verified:
 
     ca_certificate: x509.Certificate
     claims: Mapping[str, Any] | None
+    store: Store | None = None
+    """None for a simulation (nothing attested)."""
 
 
 # --- checks ----------------------------------------------------------------------------------------------------------
@@ -150,8 +192,29 @@ def check_expectations(expected: Expectations) -> None:
             f"--seal-key-id {expected.seal_key_id!r}: expected https://<vault>.vault.azure.net/keys/<name>/<version> "
             "(stack output vaultSeal.keyId)"
         )
+    if expected.previous_seal_key_id is not None:
+        if expected.seal_key_id is None:
+            problems.append("--previous-seal-key-id: only with attested unseal (--seal-key-id)")
+        elif not SEAL_KEY_ID.match(expected.previous_seal_key_id):
+            problems.append(
+                f"--previous-seal-key-id {expected.previous_seal_key_id!r}: expected "
+                "https://<vault>.vault.azure.net/keys/<name>/<version> (stack output vaultEnclave.previousSealKeyId)"
+            )
+    if expected.cluster_id is not None and not _is_uuid(expected.cluster_id):
+        problems.append(
+            f"--cluster-id {expected.cluster_id!r}: expected a UUID (stack output vaultEnclave.clusterId, "
+            f"config {CLUSTER_ID_CONFIG_KEY})"
+        )
     if problems:
         raise UsageError("; ".join(problems))
+
+
+def _is_uuid(value: str) -> bool:
+    """The canonical lower-case form OpenBao writes (`uuid.GenerateUUID`): 8-4-4-4-12 hex digits."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def require_identity(expected: Expectations) -> str:
@@ -187,15 +250,32 @@ def _check_validity(what: str, certificate: x509.Certificate, now: dt.datetime) 
         )
 
 
-def _spki(certificate: x509.Certificate) -> bytes:
-    return certificate.public_key().public_bytes(
+def _public_key(what: str, certificate: x509.Certificate) -> Any:
+    try:
+        return certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm) as error:
+        raise NotTrustedError(f"{what} has a key of an unsupported or malformed type: {error}") from None
+
+
+def _spki(what: str, certificate: x509.Certificate) -> bytes:
+    return _public_key(what, certificate).public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
+def _extensions(what: str, certificate: x509.Certificate) -> x509.Extensions:
+    """The certificate's extensions; cryptography parses them on first use, and refuses malformed or repeated ones."""
+    try:
+        return certificate.extensions
+    except x509.DuplicateExtension as error:
+        raise NotTrustedError(f"{what} carries extension {error.oid.dotted_string} more than once") from None
+    except ValueError as error:
+        raise NotTrustedError(f"{what} has a malformed extension: {error}") from None
+
+
 def _names(certificate: x509.Certificate) -> tuple[list[str], list[str]]:
     try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        san = _extensions("the certificate", certificate).get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return [], []
     dns = [name.lower() for name in san.get_values_for_type(x509.DNSName)]
@@ -216,7 +296,7 @@ def check_names(leaf: x509.Certificate, host: str) -> None:
 
 def _extension_bytes(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> bytes | None:
     try:
-        extension = certificate.extensions.get_extension_for_oid(oid)
+        extension = _extensions("the certificate", certificate).get_extension_for_oid(oid)
     except x509.ExtensionNotFound:
         return None
     value = extension.value
@@ -246,7 +326,8 @@ def decode_der_utf8_string(der: bytes) -> str:
 
 
 def check_issuer(leaf: x509.Certificate, now: dt.datetime) -> x509.Certificate:
-    """The CA certificate the leaf carries: self-signed with the leaf's own key, and the leaf's signer."""
+    """The CA certificate the leaf carries: a self-signed CA certificate, and the leaf's signer. Which CA key it must
+    be is the binding's to say (`ca_spki_sha256`)."""
     der = _extension_bytes(leaf, OID_ISSUER_CERTIFICATE)
     if der is None:
         raise NotTrustedError("the certificate does not carry its enclave CA certificate (not served by the bootstrap)")
@@ -254,10 +335,11 @@ def check_issuer(leaf: x509.Certificate, now: dt.datetime) -> x509.Certificate:
         ca = x509.load_der_x509_certificate(der)
     except ValueError as error:
         raise NotTrustedError(f"the embedded CA certificate does not parse: {error}") from error
-    if _spki(ca) != _spki(leaf):
-        raise NotTrustedError("the embedded CA certificate has another key than the certificate served")
+    _public_key("the embedded CA certificate", ca)
     try:
-        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+        constraints = (
+            _extensions("the embedded CA certificate", ca).get_extension_for_class(x509.BasicConstraints).value
+        )
     except x509.ExtensionNotFound:
         constraints = None
     if constraints is None or not constraints.ca:
@@ -265,7 +347,7 @@ def check_issuer(leaf: x509.Certificate, now: dt.datetime) -> x509.Certificate:
     try:
         ca.verify_directly_issued_by(ca)
         leaf.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature) as error:
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as error:
         raise NotTrustedError(
             f"the certificate and its embedded CA certificate do not chain: {error or 'bad signature'}"
         ) from None
@@ -273,8 +355,10 @@ def check_issuer(leaf: x509.Certificate, now: dt.datetime) -> x509.Certificate:
     return ca
 
 
-def _signing_key(jwks: Mapping[str, Any], kid: str, jwks_url: str) -> rsa.RSAPublicKey:
-    """The RSA key of `kid`: from the first certificate of its x5c chain (MAA publishes keys that way)."""
+def _signing_key(jwks: Mapping[str, Any], kid: str, jwks_url: str, now: dt.datetime) -> rsa.RSAPublicKey:
+    """The RSA key of `kid`: from the first certificate of its x5c chain (MAA publishes keys that way), within that
+    certificate's validity (the token's leeway): a retired key the provider still lists, or one not in use yet,
+    signs nothing this client accepts."""
     keys = jwks.get("keys")
     if not isinstance(keys, list):
         raise NotTrustedError(f"{jwks_url} is not a JSON Web Key Set")
@@ -291,7 +375,8 @@ def _signing_key(jwks: Mapping[str, Any], kid: str, jwks_url: str) -> rsa.RSAPub
         signer = x509.load_der_x509_certificate(base64.b64decode(chain[0], validate=True))
     except (ValueError, binascii.Error) as error:
         raise NotTrustedError(f"key {kid!r} at {jwks_url}: its x5c certificate does not parse ({error})") from error
-    public_key = signer.public_key()
+    _check_validity(f"key {kid!r} at {jwks_url}: its x5c certificate", signer, now)
+    public_key = _public_key(f"key {kid!r} at {jwks_url}: its x5c certificate", signer)
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise NotTrustedError(f"key {kid!r} at {jwks_url} is not an RSA key (MAA signs with RS256)")
     if "n" in jwk or "e" in jwk:
@@ -306,12 +391,15 @@ def _signing_key(jwks: Mapping[str, Any], kid: str, jwks_url: str) -> rsa.RSAPub
     return public_key
 
 
-def verify_token(token: str, maa_url: str, fetch_keys: Callable[[str], Mapping[str, Any]]) -> dict[str, Any]:
+def verify_token(
+    token: str, maa_url: str, fetch_keys: Callable[[str], Mapping[str, Any]], now: dt.datetime | None = None
+) -> dict[str, Any]:
     """Signature (RS256, the provider's published key), issuer and validity; returns the claims."""
     try:
+        # PyJWT refuses a non-string kid and a `crit` naming an extension it does not implement (RFC 7515 4.1.11).
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError as error:
-        raise NotTrustedError(f"the attestation token is not a JWT: {error}") from error
+    except jwt.InvalidTokenError as error:
+        raise NotTrustedError(f"the attestation token's header is refused: {error}") from None
     if header.get("alg") != "RS256":
         raise NotTrustedError(
             f"the token's algorithm is {header.get('alg')!r}, not RS256 (the algorithm MAA signs with)"
@@ -321,7 +409,7 @@ def verify_token(token: str, maa_url: str, fetch_keys: Callable[[str], Mapping[s
         raise NotTrustedError("the token names no signing key (kid)")
     # The header's jku is never followed: keys come from the configured provider only.
     jwks_url = f"{maa_url}/certs"
-    key = _signing_key(fetch_keys(jwks_url), kid, jwks_url)
+    key = _signing_key(fetch_keys(jwks_url), kid, jwks_url, now or dt.datetime.now(dt.UTC))
     try:
         return jwt.decode(
             token,
@@ -398,10 +486,8 @@ def normalise_seal_key_id(value: str) -> str:
     return value.strip().lower()
 
 
-def check_binding(claims: Mapping[str, Any], leaf: x509.Certificate, seal_key_id: str | None = None) -> str:
-    """x-ms-sgx-ehd must be the canonical binding of this certificate's key, of the version the stack's seal calls
-    for: version 2 naming `seal_key_id` (attested unseal), or version 1 (Shamir, `seal_key_id` None). Returns the
-    key's SHA-256."""
+def _binding_of(claims: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """x-ms-sgx-ehd as the bootstrap's binding version 3: exactly its keys, in order, canonical, typed."""
     encoded = _claim(claims, "x-ms-sgx-ehd", str)
     if not re.fullmatch(r"[A-Za-z0-9_-]*", encoded):
         raise NotTrustedError("the token's x-ms-sgx-ehd is not base64url")
@@ -411,46 +497,117 @@ def check_binding(claims: Mapping[str, Any], leaf: x509.Certificate, seal_key_id
     except (ValueError, binascii.Error) as error:
         raise NotTrustedError(f"the token's enclave-held data is not the bootstrap's JSON binding: {error}") from None
     version = binding.get("v") if isinstance(binding, dict) else None
-    if (
-        not isinstance(binding, dict)
-        or isinstance(version, bool)
-        or not isinstance(version, int)
-        or version not in BINDING_KEYS
-        or tuple(binding) != BINDING_KEYS[version]
-        or binding["purpose"] != BINDING_PURPOSE
-    ):
+    if not isinstance(binding, dict) or binding.get("purpose") != BINDING_PURPOSE:
+        raise NotTrustedError(f"the token binds data of another version or purpose: {raw!r}")
+    if isinstance(version, int) and not isinstance(version, bool) and version < BINDING_VERSION:
+        raise NotTrustedError(
+            f"the enclave attests binding version {version}: an image older than securityVersion 3, which attests "
+            "neither the store it serves nor its previous seal key, and whose configuration the host can replace. "
+            "Deploy the current image (README, the securityVersion 3 upgrade)"
+        )
+    if version != BINDING_VERSION or isinstance(version, bool) or tuple(binding) != BINDING_KEYS:
         raise NotTrustedError(f"the token binds data of another version or purpose: {raw!r}")
     if json.dumps(binding, separators=(",", ":")).encode() != raw:
         raise NotTrustedError(f"the token's enclave-held data is not in canonical form: {raw!r}")
-    if seal_key_id is None and version != BINDING_SHAMIR:
+    kinds = {key: str for key in BINDING_KEYS if key not in ("v", "initialized")} | {"initialized": bool}
+    wrong = [key for key, kind in kinds.items() if not isinstance(binding[key], kind)]
+    if wrong:
+        raise NotTrustedError(f"the binding's {', '.join(wrong)} has the wrong type: {raw!r}")
+    return binding, raw
+
+
+def _check_seal(binding: Mapping[str, Any], raw: bytes, expected: Expectations) -> None:
+    """Which keys the enclave unseals with: exactly the stack's, or none for a Shamir stack."""
+    bound_key, previous, thumbprint = (
+        binding["seal_key_id"],
+        binding["previous_seal_key_id"],
+        binding["release_jwk_thumbprint"],
+    )
+    if expected.seal_key_id is None:
+        if bound_key or previous or thumbprint:
+            raise NotTrustedError(
+                f"the enclave unseals with the Key Vault key {bound_key or previous!r}, but this stack unseals with "
+                "Shamir shares: whoever set that key for the enclave (the host) may know it, and the data would be "
+                "sealed with it. Refused; if the stack now uses attested unseal, verify with its outputs "
+                "(vaultEnclave.sealKeyId)"
+            )
+        return
+    if not bound_key:
         raise NotTrustedError(
-            f"the enclave unseals with the Key Vault key {binding['seal_key_id']!r}, but this stack unseals with "
-            "Shamir shares: whoever set that key for the enclave (the host) may know it, and the data would be "
-            "sealed with it. Refused; if the stack now uses attested unseal, verify with its outputs "
-            "(vaultEnclave.sealKeyId)"
+            f"the enclave unseals with Shamir shares, not with this stack's Key Vault key {expected.seal_key_id} "
+            "(attested unseal was switched off on the host's side)"
         )
-    if seal_key_id is not None:
-        if version != BINDING_ATTESTED_UNSEAL:
-            raise NotTrustedError(
-                f"the enclave attests binding version {version}: it does not unseal with this stack's Key Vault key "
-                f"{seal_key_id} (attested unseal was switched off on the host's side)"
-            )
-        bound_key = binding["seal_key_id"]
-        if not isinstance(bound_key, str) or normalise_seal_key_id(bound_key) != normalise_seal_key_id(seal_key_id):
-            raise NotTrustedError(
-                f"the enclave unseals with the Key Vault key {bound_key!r}, not this stack's {seal_key_id}: the host "
-                "pointed it at another vault or key, whose key material the host may know"
-            )
-        thumbprint = binding["release_jwk_thumbprint"]
-        if not isinstance(thumbprint, str) or not JWK_THUMBPRINT.match(thumbprint):
-            raise NotTrustedError(f"the binding's release_jwk_thumbprint is not an RFC 7638 thumbprint: {raw!r}")
-    served = hashlib.sha256(_spki(leaf)).hexdigest()
+    if normalise_seal_key_id(bound_key) != normalise_seal_key_id(expected.seal_key_id):
+        raise NotTrustedError(
+            f"the enclave unseals with the Key Vault key {bound_key!r}, not this stack's {expected.seal_key_id}: the "
+            "host pointed it at another vault or key, whose key material the host may know"
+        )
+    expected_previous = normalise_seal_key_id(expected.previous_seal_key_id or "")
+    if normalise_seal_key_id(previous) != expected_previous:
+        raise NotTrustedError(
+            f"the enclave also unseals with the previous key {previous or 'none'!r}, but this stack expects "
+            f"{expected.previous_seal_key_id or 'none'} (vaultEnclave.previousSealKeyId): the host may be having it "
+            "unseal a copy of the data from before the rotation"
+        )
+    if not JWK_THUMBPRINT.match(thumbprint):
+        raise NotTrustedError(f"the binding's release_jwk_thumbprint is not an RFC 7638 thumbprint: {raw!r}")
+
+
+def _check_store(binding: Mapping[str, Any], raw: bytes, expected: Expectations) -> Store:
+    """The store the enclave serves must be the stack's: initialised, with the pinned cluster id."""
+    store = Store(initialized=binding["initialized"], cluster_id=binding["cluster_id"])
+    if store.cluster_id and (not store.initialized or not _is_uuid(store.cluster_id)):
+        raise NotTrustedError(f"the binding's cluster_id is malformed or set while uninitialised: {raw!r}")
+    if not store.initialized:
+        if expected.accept_uninitialised and not expected.recording:
+            return store
+        raise NotTrustedError(
+            "the store is not initialised: whoever runs `bao operator init` first holds its root token and recovery "
+            "keys. On this stack's first deploy, run verify.py --init and initialise it through the pinned CA; "
+            "otherwise the host pointed the enclave at an empty (wiped or swapped) store: do not initialise it"
+        )
+    if not store.cluster_id:
+        if expected.accept_sealed and not expected.recording:
+            return store
+        raise NotTrustedError(
+            "the store is initialised but sealed, so the enclave cannot attest which store it is yet. To unseal it "
+            "with Shamir shares, pin the endpoint with --allow-sealed (shares sent to a verified enclave reach only "
+            "that enclave), unseal, then run verify.py again"
+        )
+    if expected.cluster_id is not None and store.cluster_id != expected.cluster_id:
+        raise NotTrustedError(
+            f"the enclave serves the store with cluster id {store.cluster_id}, not this stack's {expected.cluster_id} "
+            "(vaultEnclave.clusterId): the host pointed it at another store, or the store was re-initialised"
+        )
+    if expected.cluster_id is None and not expected.recording:
+        raise NotTrustedError(
+            f"the store is initialised (cluster id {store.cluster_id}), but this stack pins no cluster id "
+            f"(vaultEnclave.clusterId is {CLUSTER_ID_NOT_PINNED!r}): after the first `bao operator init`, run "
+            f"`{RECORD_COMMAND}` and `pulumi up` to pin it"
+        )
+    return store
+
+
+def check_binding(
+    claims: Mapping[str, Any], leaf: x509.Certificate, ca: x509.Certificate, expected: Expectations
+) -> Store:
+    """x-ms-sgx-ehd must be the canonical binding version 3 of this certificate's key and of its CA's key, name the
+    seal keys the stack expects and the stack's store. Returns the store it attests."""
+    binding, raw = _binding_of(claims)
+    _check_seal(binding, raw, expected)
+    served = hashlib.sha256(_spki("the certificate", leaf)).hexdigest()
     if binding["listener_spki_sha256"] != served:
         raise NotTrustedError(
             f"the token binds the key with SHA-256 {binding['listener_spki_sha256']}, but the certificate served "
             f"has key {served}: it is not the certificate the enclave attested"
         )
-    return served
+    issuer = hashlib.sha256(_spki("the embedded CA certificate", ca)).hexdigest()
+    if binding["ca_spki_sha256"] != issuer:
+        raise NotTrustedError(
+            f"the token binds the CA key with SHA-256 {binding['ca_spki_sha256']}, but the embedded CA certificate "
+            f"has key {issuer}: it is not the enclave's CA"
+        )
+    return _check_store(binding, raw, expected)
 
 
 def verify_endpoint(
@@ -484,10 +641,10 @@ def verify_endpoint(
         raise NotTrustedError("the certificate carries no attestation token (not served by the attested bootstrap)")
 
     maa_url = require_identity(expected)
-    claims = verify_token(decode_der_utf8_string(token_der), maa_url, fetch_keys)
+    claims = verify_token(decode_der_utf8_string(token_der), maa_url, fetch_keys, now)
     check_identity(claims, expected)
-    check_binding(claims, leaf, expected.seal_key_id)
-    return Verified(ca_certificate=ca, claims=claims)
+    store = check_binding(claims, leaf, ca, expected)
+    return Verified(ca_certificate=ca, claims=claims, store=store)
 
 
 # --- network and files -----------------------------------------------------------------------------------------------
@@ -602,6 +759,8 @@ def expectations_from_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
         for field, key in ENCLAVE_OUTPUT_KEYS.items():
             if enclave.get(key) is not None:
                 values[field] = enclave[key]
+    if values.get("cluster_id") == CLUSTER_ID_NOT_PINNED:
+        del values["cluster_id"]
     return values
 
 
@@ -613,7 +772,18 @@ def build_expectations(args: argparse.Namespace) -> Expectations:
             f"({TLS_TERMINATION_OUTPUT} is traefik; dev mode is not confidential)"
         )
     values = expectations_from_outputs(outputs)
-    for field in ("host", "port", "maa_url", "signer_id", "product_id", "min_svn", "unique_id", "seal_key_id"):
+    for field in (
+        "host",
+        "port",
+        "maa_url",
+        "signer_id",
+        "product_id",
+        "min_svn",
+        "unique_id",
+        "seal_key_id",
+        "previous_seal_key_id",
+        "cluster_id",
+    ):
         if getattr(args, field) is not None:
             values[field] = getattr(args, field)
     if args.simulation:
@@ -631,6 +801,15 @@ def build_expectations(args: argparse.Namespace) -> Expectations:
             unique_id=str(values["unique_id"]).lower() if values.get("unique_id") else None,
             simulation=values.get("simulation") is True,
             seal_key_id=normalise_seal_key_id(str(values["seal_key_id"])) if values.get("seal_key_id") else None,
+            previous_seal_key_id=(
+                normalise_seal_key_id(str(values["previous_seal_key_id"]))
+                if values.get("previous_seal_key_id")
+                else None
+            ),
+            cluster_id=str(values["cluster_id"]).lower() if values.get("cluster_id") else None,
+            accept_uninitialised=args.init,
+            accept_sealed=args.allow_sealed,
+            recording=args.record_cluster_id,
         )
     except (TypeError, ValueError) as error:
         raise UsageError(f"malformed expectation: {error}") from error
@@ -657,6 +836,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "vaultSeal.keyId); without it (and without a stack saying so) the stack is taken to unseal with Shamir",
     )
     parser.add_argument(
+        "--previous-seal-key-id",
+        help="attested unseal during a rotation: the previous key (with version) the enclave must name (stack output "
+        "vaultEnclave.previousSealKeyId); without it the enclave must name none",
+    )
+    parser.add_argument(
+        "--cluster-id",
+        help="the store's cluster id (stack output vaultEnclave.clusterId, config vault.clusterId); without it an "
+        "initialised store is refused",
+    )
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument(
+        "--init",
+        action="store_true",
+        help="first deploy only: accept an uninitialised store, to run `bao operator init` through the pinned CA "
+        f"(then {RECORD_COMMAND}). Never on a store that held data: the host may have swapped it for an empty one",
+    )
+    store.add_argument(
+        "--record-cluster-id",
+        action="store_true",
+        help="after the first `bao operator init` and unseal: verify the endpoint (it must still present the CA "
+        "pinned in --ca-file), accept its cluster id while the stack pins none, and print the `pulumi config set` "
+        f"line that pins it ({CLUSTER_ID_CONFIG_KEY}); writes nothing",
+    )
+    parser.add_argument(
+        "--allow-sealed",
+        action="store_true",
+        help="accept an initialised store that is still sealed (its cluster id is attested only once unsealed), so "
+        "that Shamir shares can be sent: the enclave is verified, and shares sent to a genuine enclave reach nothing "
+        "else. Run verify.py again after unsealing",
+    )
+    parser.add_argument(
         "--simulation", action="store_true", help="accept an enclave in simulation mode (no SGX: test stacks only)"
     )
     parser.add_argument(
@@ -665,10 +875,34 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+def record_command(stack: str | None, cluster_id: str) -> str:
+    """The command that pins the store's cluster id in the stack's config."""
+    target = ["--stack", stack] if stack else []
+    return shlex.join(["pulumi", "config", "set", *target, "--path", CLUSTER_ID_CONFIG_KEY, cluster_id])
+
+
+def _pinned_ca_key(ca_file: Path) -> bytes:
+    """The SPKI of the CA certificate pinned in `ca_file`: the key is what the file makes clients trust."""
+    try:
+        return (
+            x509.load_pem_x509_certificate(ca_file.read_bytes())
+            .public_key()
+            .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+    except (OSError, ValueError, UnsupportedAlgorithm) as error:
+        raise UsageError(
+            f"--record-cluster-id needs the CA file pinned when the store was initialised ({ca_file}: {error}); "
+            "give it with --ca-file"
+        ) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """One verification: exit status 0 (verified; CA file written unless recording), 1 (not trusted), 2 (usage)."""
     try:
         expected = build_expectations(args)
+        # Absolute, so that the exported BAO_CACERT still works after a `cd`.
+        ca_file = (args.ca_file or default_ca_file(expected.host)).expanduser().resolve()
+        pinned_key = _pinned_ca_key(ca_file) if expected.recording else None
         leaf = fetch_certificate(expected.host, expected.port, args.address)
         verified = verify_endpoint(leaf, expected, fetch_jwks)
     except UsageError as error:
@@ -678,27 +912,80 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verify.py: NOT TRUSTED: {error}", file=sys.stderr)
         return 1
 
-    # Absolute, so that the exported BAO_CACERT still works after a `cd`.
-    ca_file = (args.ca_file or default_ca_file(expected.host)).expanduser().resolve()
-    write_ca_file(ca_file, verified.ca_certificate)
-    claims = verified.claims
-    if claims is None:
+    claims, store = verified.claims, verified.store
+    if expected.recording:
+        if claims is None or store is None:
+            print(f"verify.py: NOT TRUSTED: {expected.host} runs in simulation: no store is attested", file=sys.stderr)
+            return 1
+        if _spki("the embedded CA certificate", verified.ca_certificate) != pinned_key:
+            print(
+                f"verify.py: NOT TRUSTED: {expected.host} presents another CA key than the one pinned in {ca_file} "
+                "(the enclave restarted with a new CA, or another one answers): the store it serves may not be the "
+                "one you initialised. Verify again (with --allow-sealed if it is sealed), then record",
+                file=sys.stderr,
+            )
+            return 1
         print(
-            f"verify.py: WARNING: {expected.host} runs in simulation: no SGX, nothing attested; wrote {ca_file}",
+            f"verify.py: verified {expected.host}: it serves the store with cluster id {store.cluster_id}; pin it "
+            "in the stack's config, then `pulumi up`:",
             file=sys.stderr,
         )
+        print(record_command(args.stack, store.cluster_id))
+        return 0
+
+    if claims is None:
+        summary = f"verify.py: WARNING: {expected.host} runs in simulation: no SGX, nothing attested"
     else:
         issued = dt.datetime.fromtimestamp(int(claims["iat"]), dt.UTC)
         seal = f"seal key {expected.seal_key_id}" if expected.seal_key_id else "Shamir unseal"
-        print(
+        if expected.previous_seal_key_id:
+            seal += f" (previous {expected.previous_seal_key_id})"
+        summary = (
             f"verify.py: verified {expected.host}: signer {claims['x-ms-sgx-mrsigner']}, product "
             f"{claims['x-ms-sgx-product-id']}, svn {claims['x-ms-sgx-svn']}, unique id "
-            f"{claims.get('x-ms-sgx-mrenclave')}, {seal}, attested by {claims['iss']} at {_utc(issued)}; "
-            f"wrote {ca_file}",
+            f"{claims.get('x-ms-sgx-mrenclave')}, {seal}, {_store_summary(store)}, attested by {claims['iss']} at "
+            f"{_utc(issued)}"
+        )
+    try:
+        write_ca_file(ca_file, verified.ca_certificate)
+    except OSError as error:
+        print(f"verify.py: could not write {ca_file}: {error}", file=sys.stderr)
+        return 2
+    print(f"{summary}; wrote {ca_file}", file=sys.stderr)
+    if store is not None and not store.initialized:
+        print(
+            "verify.py: the store is NOT initialised: run `bao operator init` now, through this CA file; then "
+            f"`{RECORD_COMMAND}` (with the stack) to pin the store it creates",
+            file=sys.stderr,
+        )
+    elif store is not None and not store.cluster_id:
+        print(
+            "verify.py: the store is sealed: unseal it, then run verify.py again to check which store it is",
             file=sys.stderr,
         )
     print("\n".join(export_lines(expected.host, expected.port, ca_file)))
     return 0
+
+
+def _store_summary(store: Store | None) -> str:
+    if store is None or not store.initialized:
+        return "store not initialised"
+    return f"store {store.cluster_id}" if store.cluster_id else "store sealed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    # Whatever input this script did not foresee is a refusal in one line, never a traceback.
+    except Exception as error:
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        print(
+            f"verify.py: NOT TRUSTED: unexpected {type(error).__name__} at {Path(frame.filename).name}:"
+            f"{frame.lineno}: {error}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -48,4 +48,6 @@ def run() -> Callable[..., ProgramRun]:
 
 @pytest.fixture(scope="session")
 def reference() -> Path:
+    """The vendored charts, checked against their lock and unpacked (harness.require_reference): nothing beside
+    the checkout."""
     return require_reference()

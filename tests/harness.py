@@ -9,11 +9,16 @@ dependencies and provider, plus the stack outputs with their secret markers inta
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import contextvars
+import functools
 import json
+import re
 import runpy
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +34,8 @@ from pulumi.runtime.stack import run_in_stack
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-# One definition of where the reference data is, shared with the render tools the workflows run.
-from tools.render import reference_dir  # noqa: E402
+# The vendored charts (charts/, checked against their lock): the one source of chart files, shared with the renderer.
+from tools import vendored  # noqa: E402
 
 PROJECT = "confidential-vault"
 SECRET_SIG = rpc._special_sig_key
@@ -66,6 +71,9 @@ class FakeCloud(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
+        # A resource at an explicit API version (`azure-native:keyvault/v20260201:Vault`) computes what its default
+        # token does.
+        default_type = re.sub(r"/v\d{8}(?:preview)?:", ":", args.typ)
         azure_name = state.get("resourceName") or state.get("resourceGroupName") or args.name
         if args.typ == "azure-native:resources:ResourceGroup":
             state["name"] = state.get("resourceGroupName", args.name)
@@ -84,13 +92,13 @@ class FakeCloud(pulumi.runtime.Mocks):
             state["result"] = fake_password(args.name)
         elif args.typ == "random:index/randomString:RandomString":
             state["result"] = FAKE_RANDOM_STRING[: int(state.get("length", len(FAKE_RANDOM_STRING)))]
-        elif args.typ == "azure-native:keyvault:Vault":
+        elif default_type == "azure-native:keyvault:Vault":
             state["name"] = state.get("vaultName", args.name)
             state["properties"] = {
                 **(state.get("properties") or {}),
                 "vaultUri": f"https://{state['name']}.vault.azure.net/",
             }
-        elif args.typ == "azure-native:keyvault:Key":
+        elif default_type == "azure-native:keyvault:Key":
             state["name"] = state.get("keyName", args.name)
             state["keyUri"] = f"https://{state.get('vaultName')}.vault.azure.net/keys/{state['name']}"
             state["keyUriWithVersion"] = f"{state['keyUri']}/{FAKE_KEY_VERSION}"
@@ -106,13 +114,13 @@ class FakeCloud(pulumi.runtime.Mocks):
             if args.typ.startswith("azure-native:")
             else f"{args.name}-id"
         )
-        if args.typ in ("azure-native:keyvault:Vault", "azure-native:keyvault:Key"):
+        if default_type in ("azure-native:keyvault:Vault", "azure-native:keyvault:Key"):
             # Role assignments are scoped by these ids: give them Azure's shape (the key's id extends its vault's).
             vault_id = (
                 f"/subscriptions/{FAKE_SUBSCRIPTION_ID}/resourceGroups/{state.get('resourceGroupName')}"
                 f"/providers/Microsoft.KeyVault/vaults/{state.get('vaultName')}"
             )
-            resource_id = vault_id if args.typ.endswith(":Vault") else f"{vault_id}/keys/{state['name']}"
+            resource_id = vault_id if default_type.endswith(":Vault") else f"{vault_id}/keys/{state['name']}"
         if args.typ in ARM_ID_PATHS:
             provider_path, name_input = ARM_ID_PATHS[args.typ]
             state["name"] = args.inputs.get(name_input, args.name)
@@ -396,18 +404,34 @@ STACKS = sorted(path.name.split(".")[1] for path in PROJECT_ROOT.glob("Pulumi.*.
 
 
 def require_reference() -> Path:
-    """The reference directory; missing it is a failure, never a skip."""
-    directory = reference_dir()
-    assert (directory / "index.json").is_file(), (
-        f"reference data not found at {directory}: set CV_REFERENCE_DIR or run scripts/fetch_reference.py"
-    )
-    return directory
+    """The upstream chart files the conformance tests read, all from this checkout: the vendored archives (each
+    checked against the lock's sha256 first) unpacked, as `charts/<chart>/<version>/chart/` for every vendored chart
+    and every sub-chart bundled in one. A chart missing or altered is a failure, never a skip."""
+    return _reference_view()
+
+
+@functools.cache
+def _reference_view() -> Path:
+    view = Path(tempfile.mkdtemp(prefix="cv-reference-"))
+    atexit.register(shutil.rmtree, view, True)
+    for (chart, version), tree in vendored.chart_trees().items():
+        link = view / "charts" / chart / version / "chart"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(tree, target_is_directory=True)
+    return view
+
+
+@functools.cache
+def _crd_schemas(reference: Path) -> dict[str, dict[str, Any]]:
+    return vendored.crd_schemas_in(sorted((reference / "charts").glob("*/*/chart")))
 
 
 def crd_schema(reference: Path, api_version: str, kind: str) -> dict[str, Any]:
-    index = json.loads((reference / "index.json").read_text())
-    entry = index["crds"][f"{api_version}/{kind}"]
-    return json.loads((reference / entry["file"]).read_text())
+    """The openAPIV3Schema of a CRD as the charts in `reference` ship it (their `crds/` files)."""
+    schemas = _crd_schemas(reference)
+    key = f"{api_version}/{kind}"
+    assert key in schemas, f"no vendored chart ships a CRD for {key}"
+    return schemas[key]
 
 
 def validate_custom_resource(reference: Path, resource: Mapping[str, Any]) -> None:
@@ -452,7 +476,7 @@ def _openapi_to_jsonschema(schema: Any) -> Any:
 
 
 def chart_values_file(reference: Path, chart: str, version: str) -> dict[str, Any]:
-    return yaml.safe_load((reference / "charts" / chart / version / "values.yaml").read_text()) or {}
+    return yaml.safe_load((reference / "charts" / chart / version / "chart" / "values.yaml").read_text()) or {}
 
 
 def unknown_value_keys(values: Any, upstream: Any, path: str = "") -> Iterator[str]:
@@ -480,10 +504,9 @@ def validate_chart_values(
         if key not in allowed_extra
     ]
     assert not unknown, f"keys unknown to {chart} {version}: {unknown}"
-    # The index says which charts ship a schema: a listed schema that is missing fails instead of passing quietly.
-    index = json.loads((reference / "index.json").read_text())
-    if "values.schema.json" in index["charts"][chart]["files"]:
-        schema_file = reference / "charts" / chart / version / "values.schema.json"
+    # Helm validates against the schema the chart ships, if it ships one; so does this.
+    schema_file = reference / "charts" / chart / version / "chart" / "values.schema.json"
+    if schema_file.is_file():
         schema = json.loads(schema_file.read_text())
         # Charts name their draft loosely (an https draft-07 URI; OpenBao's bare `http://json-schema.org/schema#`),
         # which jsonschema does not recognise: it would fall back to the newest draft with a deprecation warning.

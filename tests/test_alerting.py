@@ -104,7 +104,7 @@ def kps_values(run: ProgramRun) -> dict[str, Any]:
 
 
 def kps_release(run: ProgramRun) -> Registration:
-    return next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == KUBE_PROMETHEUS_STACK.chart)
+    return next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == KUBE_PROMETHEUS_STACK.path)
 
 
 def rendered_config(reference: Path, run: ProgramRun) -> dict[str, Any]:
@@ -252,7 +252,7 @@ def test_alertmanager_reads_each_secret_from_the_mounted_secret(
 
 def test_release_waits_for_the_receivers_secret(every_receiver_run: ProgramRun) -> None:
     run = every_receiver_run
-    release = next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == KUBE_PROMETHEUS_STACK.chart)
+    release = next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == KUBE_PROMETHEUS_STACK.path)
     assert run.depends_on(release, receivers_secret(run))
 
 

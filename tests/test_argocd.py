@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from components.argocd import ArgoCd, ArgoCdArgs
+from components.charts import ARGO_CD, TRAEFIK
 from components.config import ArgoCdSettings, ConfigError, Settings, load_settings
 from components.routes import EdgeRouting
 from harness import (
@@ -32,6 +33,7 @@ from harness import (
     validate_custom_resource,
     with_overrides,
 )
+from tools import vendored
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NAMESPACE = "kubernetes:core/v1:Namespace"
@@ -95,11 +97,11 @@ def secret_values(run: ProgramRun) -> dict[str, Any]:
 # --- the release ------------------------------------------------------------------------------
 
 
-def test_release_is_the_pinned_chart_in_namespace_argocd(default_run: ProgramRun, reference: Path) -> None:
-    pinned = json.loads((reference / "index.json").read_text())["charts"]["argo-cd"]
+def test_release_is_the_pinned_chart_in_namespace_argocd(default_run: ProgramRun) -> None:
+    pinned = vendored.load_lock()["charts"]["argo-cd"]
     release = default_run.one(RELEASE)
-    assert (release.inputs["chart"], release.inputs["version"]) == ("argo-cd", pinned["version"])
-    assert release.inputs["repositoryOpts"] == {"repo": pinned["repo"]}
+    assert (release.inputs["chart"], release.inputs["version"]) == (f"./charts/{pinned['archive']}", pinned["version"])
+    assert "repositoryOpts" not in release.inputs  # the vendored archive, never the chart repository
     assert release.inputs["namespace"] == "argocd"
     assert default_run.one(NAMESPACE).inputs["metadata"]["name"] == "argocd"
     # An explicit release name: Pulumi would otherwise add a random suffix to it.
@@ -447,7 +449,7 @@ def test_program_release_waits_for_no_other_release(stack_runs: dict[str, Progra
     assert release.provider.startswith(cluster_provider.urn)
     assert {run.by_urn(urn).parent for urn in closure(run, release)} == {argocd.urn}
     # The route needs Traefik's CRDs (the Traefik release); the Argo CD release does not.
-    traefik = next(r for r in run.of_type(RELEASE) if r.parent != argocd.urn and r.inputs["chart"] == "traefik")
+    traefik = next(r for r in run.of_type(RELEASE) if r.parent != argocd.urn and r.inputs["chart"] == TRAEFIK.path)
     assert run.depends_on(run.one(ROUTE, "argocd"), traefik)
 
 
@@ -462,5 +464,5 @@ def test_program_applications_from_stack_config(dev_config: dict[str, Any]) -> N
 def test_program_without_argo_cd(dev_config: dict[str, Any]) -> None:
     run = run_program(with_overrides(dev_config, {"argocd.enabled": False}))
     assert COMPONENT not in run.types()
-    assert not [r for r in run.of_type(RELEASE) if r.inputs["chart"] == "argo-cd"]
+    assert not [r for r in run.of_type(RELEASE) if r.inputs["chart"] == ARGO_CD.path]
     assert not {"argocdUrl", "argocdAdminPassword"} & set(run.outputs)

@@ -32,7 +32,7 @@ PROD: dict[str, Any] = {
     "cluster.sgxPool.count": 2,
     "vault.enclave.signerId": "ab" * 32,
     "vault.enclave.productId": 1,
-    "vault.enclave.securityVersion": 2,
+    "vault.enclave.securityVersion": 3,
     "vault.unseal.mode": "attested",
 }
 
@@ -318,8 +318,9 @@ def test_every_problem_is_reported_at_once_grouped_by_key() -> None:
             "vault.mode": "dev",
         }
     )
-    # `owner` is missing too, but whether it is required depends on cluster.provider, which is broken.
+    # Whether `owner` is required depends on cluster.provider, which is valid although other cluster keys are not.
     assert [problem.path for problem in error.problems] == [
+        "owner",
         "cluster.systemPool.vmSize",
         "cluster.sgxPool.vmSize",
         "vault.mode",
@@ -327,6 +328,40 @@ def test_every_problem_is_reported_at_once_grouped_by_key() -> None:
     assert [problem.path for problem in refusal({"owner": None, **PROD, "vault.mode": "dev"}).problems] == [
         "owner",
         "vault.mode",
+    ]
+
+
+def test_a_rule_runs_when_the_fields_it_reads_are_valid_though_others_of_its_section_are_not() -> None:
+    """Pool sizes swapped and the autoscaling bounds inverted: the bounds rule reads neither size, so it reports."""
+    found = problems(
+        {
+            "cluster.systemPool.vmSize": "Standard_DC2s_v3",
+            "cluster.sgxPool.vmSize": "Standard_D4s_v5",
+            "cluster.sgxPool.minCount": 3,
+            "cluster.sgxPool.maxCount": 2,
+        }
+    )
+    assert [re.sub(r" \(got .*", "", line) for line in found] == [
+        "confidential-vault:cluster.systemPool.vmSize: must not be an SGX size: the System pool runs add-ons on "
+        "general-purpose VMs",
+        "confidential-vault:cluster.sgxPool.vmSize: is not an SGX VM size (DCsv3 or DCdsv3)",
+        "confidential-vault:cluster.sgxPool.minCount: is greater than maxCount",
+    ]
+    assert found[2] == "confidential-vault:cluster.sgxPool.minCount: is greater than maxCount (got 3; allowed: 0 to 2)"
+
+
+def test_an_inapplicable_key_that_is_also_invalid_is_listed_once_and_hides_no_other_rule() -> None:
+    """`tags` is broken and does nothing with provider existing: its own problem is enough, and the kubeconfig
+    rule of the same section still runs."""
+    found = problems(
+        {
+            "cluster": {"provider": "existing", "tags": {"owner": "x"}},
+            "vault.attestation.providerUrl": "https://sharedweu.weu.attest.azure.net",
+        }
+    )
+    assert [re.sub(r" \(.*", "", line) for line in found] == [
+        "confidential-vault:cluster.tags: sets a tag the program sets",
+        "confidential-vault:cluster.kubeconfig: provider existing needs exactly one of kubeconfig",
     ]
 
 
@@ -363,9 +398,17 @@ def test_a_broken_section_hides_no_rule_of_the_sections_that_are_fine() -> None:
 
 
 def test_a_rule_that_reads_a_broken_key_waits_for_it() -> None:
-    """The EPC check reads the cluster's VM size: with the cluster broken it cannot judge, and says nothing."""
-    found = problems({"cluster.systemPool.count": 0, "vault.epc": "64Gi"})
-    assert found == ["confidential-vault:cluster.systemPool.count: is out of range (got 0; allowed: 1 to 100)"]
+    """The EPC check reads the SGX pool's VM size: with that size broken it cannot judge, and says nothing."""
+    found = problems({"cluster.sgxPool.vmSize": "Standard_D4s_v5", "vault.epc": "64Gi"})
+    assert [re.sub(r" \(got .*", "", line) for line in found] == [
+        "confidential-vault:cluster.sgxPool.vmSize: is not an SGX VM size (DCsv3 or DCdsv3)"
+    ]
+    # A broken key of the same section that the check does not read hides nothing.
+    assert problems({"cluster.systemPool.count": 0, "vault.epc": "64Gi"}) == [
+        "confidential-vault:cluster.systemPool.count: is out of range (got 0; allowed: 1 to 100)",
+        "confidential-vault:vault.epc: exceeds the EPC of one Standard_DC2s_v3 node (got '64Gi'; "
+        "allowed: at most 8192Mi)",
+    ]
     # With the cluster fixed, the same EPC is refused.
     assert problems({"vault.epc": "64Gi"}) == [
         "confidential-vault:vault.epc: exceeds the EPC of one Standard_DC2s_v3 node (got '64Gi'; "
@@ -454,8 +497,9 @@ def test_program_stops_with_run_error_before_registering_anything(dev_config: di
     error, run = run_failing(broken)
     assert isinstance(error, pulumi.RunError)
     lines = str(error).splitlines()
-    assert lines[0] == "invalid stack configuration (2 problem(s)):"
+    assert lines[0] == "invalid stack configuration (3 problem(s)):"
     assert [re.sub(r" \(.*", "", line) for line in lines[1:]] == [
+        "  - confidential-vault:owner: is required for AKS stacks",
         "  - confidential-vault:cluster.sgxPool.vmSize: is not an SGX VM size",
         "  - confidential-vault:edge.dashbordUser: unknown key",
     ]

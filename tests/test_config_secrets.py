@@ -156,7 +156,8 @@ def test_plaintext_secret_is_reported_beside_a_typo_and_a_bad_value() -> None:
 def test_invalid_value_of_a_secret_field_is_masked() -> None:
     found = problems({"argocd.adminPassword": 12345678}, secret_keys=("argocd",))
     assert found == ["confidential-vault:argocd.adminPassword: is not a string (got [secret]; allowed: a quoted value)"]
-    found = problems({"cluster": {"provider": "existing", "kubeconfig": ""}}, secret_keys=("cluster",))
+    provider = {"vault.attestation.providerUrl": "https://sharedweu.weu.attest.azure.net"}
+    found = problems({"cluster": {"provider": "existing", "kubeconfig": ""}, **provider}, secret_keys=("cluster",))
     assert found == ["confidential-vault:cluster.kubeconfig: is empty (got [secret]; allowed: at least 1 character)"]
 
 

@@ -8,7 +8,7 @@ import pulumi
 import pytest
 from test_config import PROD, load, problems
 
-from components.config.vault import SHARED_ATTESTATION_PROVIDERS, attestation_provider_url
+from components.config.vault import MIN_SECURITY_VERSION, SHARED_ATTESTATION_PROVIDERS, attestation_provider_url
 from harness import PROJECT, run_failing, stack_config, with_overrides
 
 EXISTING = {"cluster": {"provider": "existing", "kubeconfigPath": "/k"}, "owner": None}
@@ -26,7 +26,7 @@ def test_prod_needs_the_full_identity_clients_verify() -> None:
         "confidential-vault:vault.enclave.productId: is required on prod stacks: clients verify the enclave against "
         "it (allowed: enclave.json `productID` of the image, 1 to 65535)",
         "confidential-vault:vault.enclave.securityVersion: is required on prod stacks: clients verify the enclave "
-        "against it (allowed: the lowest enclave.json `securityVersion` clients accept, 1 to 65535)",
+        "against it (allowed: the lowest enclave.json `securityVersion` clients accept, 3 to 65535)",
     ]
     # MRENCLAVE pins one exact build: optional, or every rebuild would need a config change first.
     assert load(PROD).vault.enclave.unique_id is None
@@ -50,7 +50,9 @@ def test_prod_without_identity_stops_before_registering_anything() -> None:
     ("key", "value", "expected"),
     [
         ("productId", 0, "is out of range (got 0; allowed: 1 to 65535)"),
-        ("securityVersion", 65536, "is out of range (got 65536; allowed: 1 to 65535)"),
+        ("securityVersion", 65536, "is out of range (got 65536; allowed: 3 to 65535)"),
+        # Builds before 3 let the host replace the enclave's configuration (issue 19): no stack may trust them.
+        ("securityVersion", 2, "is out of range (got 2; allowed: 3 to 65535)"),
         ("securityVersion", "two", "is not a whole number (got 'two'; allowed: e.g. 3)"),
         (
             "signerId",
@@ -65,8 +67,49 @@ def test_identity_values_are_checked(key: str, value: Any, expected: str) -> Non
 
 def test_identity_numbers_may_come_as_strings() -> None:
     """`pulumi config set --path vault.enclave.productId 1` may store the number as a string."""
-    enclave = load({"vault.enclave.productId": "1", "vault.enclave.securityVersion": "2"}).vault.enclave
-    assert (enclave.product_id, enclave.security_version) == (1, 2)
+    enclave = load({"vault.enclave.productId": "1", "vault.enclave.securityVersion": "3"}).vault.enclave
+    assert (enclave.product_id, enclave.security_version) == (1, 3)
+
+
+def test_the_prod_example_demands_security_version_3() -> None:
+    config, _ = stack_config("prod")
+    assert config[f"{PROJECT}:vault"]["enclave"]["securityVersion"] == MIN_SECURITY_VERSION == 3
+
+
+# --- the store clients pin ------------------------------------------------------------------------------------------
+
+CLUSTER_ID = "8f2c1e4a-5b6d-4c3e-9a7f-0e1d2c3b4a59"
+CLUSTER_ID_ALLOWED = "the store's cluster id as `scripts/verify.py --record-cluster-id` prints it (a lower-case UUID)"
+
+
+def test_the_store_is_pinned_by_its_cluster_id() -> None:
+    assert load({"vault.clusterId": CLUSTER_ID}).vault.cluster_id == CLUSTER_ID
+    assert load().vault.cluster_id is None  # not pinned until the first `bao operator init`
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        CLUSTER_ID.upper(),  # OpenBao writes lower case, and clients compare byte for byte
+        CLUSTER_ID.replace("-", ""),
+        CLUSTER_ID[:-1],
+        f"{CLUSTER_ID}\n",
+        "not pinned",
+        "",
+    ],
+)
+def test_a_cluster_id_that_is_not_one_is_refused_by_key(value: str) -> None:
+    assert problems({"vault.clusterId": value}) == [
+        f"confidential-vault:vault.clusterId: is not a store cluster id (got {value!r}; allowed: {CLUSTER_ID_ALLOWED})"
+    ]
+
+
+def test_a_malformed_cluster_id_stops_before_registering_anything() -> None:
+    config, secret_keys = stack_config("prod")
+    error, run = run_failing(with_overrides(config, {"vault.clusterId": "1234"}), stack="prod", secret_keys=secret_keys)
+    assert isinstance(error, pulumi.RunError)
+    assert f"{PROJECT}:vault.clusterId: is not a store cluster id (got '1234'" in str(error)
+    assert run.registrations == []
 
 
 # --- the attestation provider -----------------------------------------------------------------------------------------

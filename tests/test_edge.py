@@ -115,9 +115,9 @@ def test_conformance_check_catches_the_old_redirect_key(reference: Path, stack_r
 def test_release_is_the_pinned_chart_in_the_traefik_namespace(stack_runs: dict[str, ProgramRun]) -> None:
     run = stack_runs["dev"]
     release = traefik_release(run)
-    assert release.inputs["chart"] == TRAEFIK.chart
+    assert release.inputs["chart"] == "./charts/traefik-41.3.0.tgz" == TRAEFIK.path  # vendored, no repository
     assert release.inputs["version"] == TRAEFIK.version
-    assert release.inputs["repositoryOpts"]["repo"] == TRAEFIK.repo
+    assert "repositoryOpts" not in release.inputs
     assert release.inputs["namespace"] == "traefik"
     assert release.inputs["createNamespace"] is True
     assert release.parent == run.one(EDGE).urn

@@ -32,10 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 IMAGE_DIR = Path(__file__).resolve().parent.parent / "images" / "ego-openbao"
 DOCKERFILE = IMAGE_DIR / "Dockerfile"
-MEASURED_CONFIG = IMAGE_DIR / "openbao.hcl"
-SEAL_CONFIG = IMAGE_DIR / "seal-static.hcl"
-FILE_STORAGE_CONFIG = IMAGE_DIR / "storage-file.hcl"
-POSTGRESQL_STORAGE_CONFIG = IMAGE_DIR / "storage-postgresql.hcl"
+MEASURED_CONFIG = IMAGE_DIR / "bootstrap" / "measured" / "openbao.hcl"
+SEAL_CONFIG = IMAGE_DIR / "bootstrap" / "measured" / "seal-static.hcl"
+FILE_STORAGE_CONFIG = IMAGE_DIR / "bootstrap" / "measured" / "storage-file.hcl"
+POSTGRESQL_STORAGE_CONFIG = IMAGE_DIR / "bootstrap" / "measured" / "storage-postgresql.hcl"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 BOOTSTRAP_DIR = IMAGE_DIR / "bootstrap"
 KEYRELEASE_DIR = BOOTSTRAP_DIR / "keyrelease"
 ENTRYPOINT = IMAGE_DIR / "docker-entrypoint.sh"
@@ -64,6 +65,17 @@ VERSION_PACKAGE = "github.com/openbao/openbao/version"
 EGO_VERSION = "1.9.0"
 # The enclave.json of the Vault 1.14.8 image this one replaces (known advisories); clients require a higher one.
 VAULT_1_14_SECURITY_VERSION = 1
+
+# What the chart renders for the official image that OpenBao's server never reads (v2.6.2's sources): the CLI's
+# address, the pod's IPs and host name, the official entrypoint's switches, raft's node id. Not forwarded: each would
+# only be attack surface (README.md, "Environment from the host").
+CHART_ENV_NOT_FORWARDED = frozenset(
+    {"BAO_ADDR", "HOST_IP", "POD_IP", "HOSTNAME", "SKIP_CHOWN", "SKIP_SETCAP", "BAO_RAFT_NODE_ID"}
+)
+# The security version that closed issue 19 (MarbleRun premain, unconstrained database URL and key ids): every
+# enclave before it must stop getting the seal key and stop passing verification.
+HOST_STEERING_FIX_SECURITY_VERSION = 3
+MEASURED_DIR = IMAGE_DIR / "bootstrap" / "measured"
 
 # Variables the release (components/openbao.py) sets besides the chart's: the dev root token from a Kubernetes Secret,
 # which OpenBao reads before the chart's VAULT_DEV_ROOT_TOKEN_ID (whose value would sit in the Helm values).
@@ -277,6 +289,12 @@ def test_security_version_rejects_the_vault_1_14_enclaves() -> None:
     assert config.securityVersion > VAULT_1_14_SECURITY_VERSION
 
 
+def test_security_version_rejects_the_enclaves_the_host_could_steer() -> None:
+    # Builds before the premain refusal and the measured-in configuration could be steered by the host (issue 19):
+    # clients and the release policy that require this version refuse them all.
+    assert enclave_config().securityVersion >= HOST_STEERING_FIX_SECURITY_VERSION
+
+
 def test_enclave_model_rejects_what_ego_or_we_would_refuse() -> None:
     raw = json.loads((IMAGE_DIR / "enclave.json").read_text())
     for change in (
@@ -331,7 +349,8 @@ def test_no_mount_covers_what_must_stay_in_enclave_memory() -> None:
         keyrelease_constant("SealDir"),
         keyrelease_constant("SealKeyPath"),
         keyrelease_constant("PreviousSealKeyPath"),
-        *(file.target for file in enclave_config().files),
+        *(path for path, _ in measured_files()),
+        "/edg/hostfs",  # MarbleRun's host mount, whose presence the bootstrap refuses (bootstrap/premain.go)
     ]
     for mount in enclave_config().mounts:
         for path in in_memory:
@@ -345,10 +364,13 @@ def test_env_covers_every_variable_the_chart_sets_and_the_bootstrap_reads(refere
     assert keyrelease_host_env() >= WORKLOAD_IDENTITY_ENV | {"CV_SEAL_PREVIOUS_KEY_ID"}
     assert "CV_SEAL_KEY_ID" in bootstrap_env()
     assert "CV_STORAGE" in bootstrap_env()
-    expected = chart_env | RELEASE_ENV | KUBELET_ENV | bootstrap_env() | keyrelease_host_env()
+    assert chart_env >= CHART_ENV_NOT_FORWARDED, "the chart no longer renders one of them: drop it from the list"
+    expected = (
+        (chart_env - CHART_ENV_NOT_FORWARDED) | RELEASE_ENV | KUBELET_ENV | bootstrap_env() | keyrelease_host_env()
+    )
     env = enclave_config().env
     names = {variable.name for variable in env}
-    assert names == expected, "every chart variable reaches OpenBao, and little else from the host"
+    assert names == expected, "every variable the server reads reaches OpenBao, and nothing else from the host"
     from_host = {variable.name for variable in env if variable.fromHost}
     assert from_host == expected - {"HOME"}
     # The bootstrap's simulation switch is EGo's own: ego-host reads it, and the enclave must see the same value.
@@ -393,9 +415,25 @@ def test_home_inside_the_enclave_is_enclave_memory(reference: Path) -> None:
     assert "/" not in {mount.target for mount in enclave_config().mounts}
 
 
-def test_ca_bundle_is_embedded() -> None:
-    targets = {file.target for file in enclave_config().files}
-    assert "/etc/ssl/certs/ca-certificates.crt" in targets
+def test_ca_bundle_is_compiled_into_the_binary() -> None:
+    """The build stage's bundle is copied where the measured package embeds it (cv_enclave builds only) before the
+    one `ego-go build`, so the roots every TLS connection trusts are part of MRENCLAVE; git never holds a copy."""
+    build = stage("build")
+    embedded = (MEASURED_DIR / "cabundle.go").read_text()
+    assert embedded.startswith("//go:build cv_enclave\n")
+    assert re.search(r"//go:embed ca-certificates\.crt\nvar CABundle \[\]byte", embedded)
+    assert "var CABundle []byte" in (MEASURED_DIR / "cabundle_absent.go").read_text()
+    assert (MEASURED_DIR / ".gitignore").read_text().splitlines()[-1] == "/ca-certificates.crt"
+    copy = next(
+        i
+        for i, (keyword, rest) in enumerate(build)
+        if keyword == "RUN" and f"cp {CA_BUNDLE} /bootstrap/measured/ca-certificates.crt" in rest
+    )
+    bootstrap = next(
+        i for i, (keyword, rest) in enumerate(build) if keyword == "COPY" and rest == "bootstrap /bootstrap"
+    )
+    compile_step = next(i for i, (keyword, rest) in enumerate(build) if keyword == "RUN" and "ego-go build" in rest)
+    assert bootstrap < copy < compile_step
 
 
 @pytest.mark.parametrize(
@@ -409,34 +447,49 @@ def test_ca_bundle_is_embedded() -> None:
     ids=["shamir", "static-seal", "file", "postgresql"],
 )
 def test_measured_configuration_is_embedded_where_the_bootstrap_runs_it(config_file: Path, path_constant: str) -> None:
-    [embedded] = [file for file in enclave_config().files if file.target == bootstrap_constant(path_constant)]
-    # `ego sign` reads a relative source from its working directory: the build stage's, where the Dockerfile copies it.
-    assert embedded.source == config_file.name
-    build = stage("build")
-    signing_workdir = [rest for keyword, rest in build if keyword == "WORKDIR"][-1]
-    copies = [rest.split() for keyword, rest in build if keyword == "COPY" and "--from=" not in rest]
-    assert [config_file.name, f"./{config_file.name}"] in copies
-    signing = next(i for i, (keyword, rest) in enumerate(build) if keyword == "RUN" and "ego sign" in rest)
-    copied = next(i for i, (keyword, rest) in enumerate(build) if keyword == "COPY" and config_file.name in rest)
-    workdir = max(i for i, (keyword, _) in enumerate(build) if keyword == "WORKDIR")
-    assert workdir < copied < signing, f"copied to {signing_workdir} before `ego sign` runs there"
+    """The file is compiled into the binary (go:embed in bootstrap/measured, which the Dockerfile's `COPY bootstrap`
+    brings into the build) and written at the path the launch plan points OpenBao to."""
+    variable = embedded_variables()[config_file.name]
+    assert (bootstrap_constant(path_constant), f"measured.{variable}") in measured_files()
+
+
+def embedded_variables() -> dict[str, str]:
+    """File name → Go variable of each `//go:embed` in bootstrap/measured/measured.go."""
+    source = (MEASURED_DIR / "measured.go").read_text()
+    return dict(re.findall(r"//go:embed (\S+)\nvar (\w+) ", source))
+
+
+def measured_files() -> list[tuple[str, str]]:
+    """(path, Go expression of the content) of every file bootstrap.MeasuredFiles returns."""
+    source = (BOOTSTRAP_DIR / "measuredfiles.go").read_text()
+    body = source.split("return []MeasuredFile{", 1)[1].split("}, nil", 1)[0]
+    constants = go_string_constants()
+    return [(constants[name], content) for name, content in re.findall(r"\{(\w+), ([\w.]+)\}", body)]
 
 
 def test_exactly_the_measured_configurations_and_the_ca_bundle_are_embedded() -> None:
-    constants = (
-        "MeasuredConfigPath",
-        "AttestedUnsealConfigPath",
-        "FileStorageConfigPath",
-        "PostgreSQLStorageConfigPath",
+    # enclave.json embeds nothing: EGo's premain would write it before the bootstrap, and it is one more path in.
+    assert enclave_config().files == []
+    assert sorted(measured_files()) == sorted(
+        [
+            (bootstrap_constant("MeasuredConfigPath"), "measured.Server"),
+            (bootstrap_constant("AttestedUnsealConfigPath"), "measured.StaticSeal"),
+            (bootstrap_constant("FileStorageConfigPath"), "measured.FileStorage"),
+            (bootstrap_constant("PostgreSQLStorageConfigPath"), "measured.PostgreSQLStorage"),
+            (CA_BUNDLE, "caBundle"),
+        ]
     )
-    assert {(file.source, file.target) for file in enclave_config().files} == {
-        ("/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/certs/ca-certificates.crt"),
-        (MEASURED_CONFIG.name, bootstrap_constant("MeasuredConfigPath")),
-        (SEAL_CONFIG.name, bootstrap_constant("AttestedUnsealConfigPath")),
-        (FILE_STORAGE_CONFIG.name, bootstrap_constant("FileStorageConfigPath")),
-        (POSTGRESQL_STORAGE_CONFIG.name, bootstrap_constant("PostgreSQLStorageConfigPath")),
+    assert bootstrap_constant("CABundlePath") == CA_BUNDLE
+    assert set(embedded_variables()) == {
+        MEASURED_CONFIG.name,
+        SEAL_CONFIG.name,
+        FILE_STORAGE_CONFIG.name,
+        POSTGRESQL_STORAGE_CONFIG.name,
+        "postgresql-hosts.txt",
     }
-    assert len({bootstrap_constant(name) for name in constants}) == len(constants)
+    # Every measured file in the directory is embedded; nothing else sits there but Go and the host list.
+    on_disk = {path.name for path in MEASURED_DIR.iterdir() if path.suffix == ".hcl"}
+    assert on_disk == set(embedded_variables()) - {"postgresql-hosts.txt"}
 
 
 # --- the measured OpenBao configuration (openbao.hcl) ----------------------------------------------------------------
@@ -583,6 +636,23 @@ def test_static_seal_reads_only_the_keys_the_enclave_writes() -> None:
     assert keyrelease_constant("SealKeyPath").startswith(keyrelease_constant("SealDir") + "/")
     # The Shamir configuration has no seal at all: OpenBao's default (Shamir) applies unless the static seal joins.
     assert "seal" not in measured_config()
+
+
+def test_no_measured_audit_device_leaks_secrets_or_writes_outside_stdout() -> None:
+    """OpenBao's audit devices write what they are told: `log_raw = true` logs tokens and secret values in plaintext,
+    `hmac_accessor = false` logs token accessors in plaintext, and a file or socket or http device sends entries
+    where the host reads them. Every measured file: only `file` devices, to stdout, neither option set to leak."""
+    for path in (MEASURED_CONFIG, SEAL_CONFIG, FILE_STORAGE_CONFIG, POSTGRESQL_STORAGE_CONFIG):
+        config = parse_hcl(path.read_text())
+        for device in config.get("audit", []):
+            assert device.labels[0] == "file", (path.name, device.labels)
+            [options] = device.body["options"]
+            assert options.body.get("file_path") == "stdout", (path.name, options.body)
+            assert options.body.get("log_raw", False) is False, (path.name, "log_raw")
+            assert options.body.get("hmac_accessor", True) is True, (path.name, "hmac_accessor")
+            assert set(options.body) <= {"file_path", "log_raw", "hmac_accessor", "elide_list_responses"}
+        assert path == MEASURED_CONFIG or "audit" not in config, f"{path.name} declares an audit device"
+    assert measured_config()["audit"], "the audit device itself must stay"
 
 
 def test_measured_audit_and_telemetry() -> None:
@@ -799,11 +869,11 @@ def test_signing_key_is_a_required_build_secret_never_copied() -> None:
     ]
     assert dockerignore[0] == "*", "the build context is an allow-list"
     assert f"!{config.key}" not in dockerignore
-    # Everything the Dockerfile copies from the context is allowed in.
+    # Everything the Dockerfile copies from the context is allowed in (a file under an allowed directory with it).
     context_sources = {
         rest.split()[-2] for keyword, rest in dockerfile_instructions() if keyword == "COPY" and "--from=" not in rest
     }
-    assert {f"!{source}" for source in context_sources} <= set(dockerignore)
+    assert {f"!{source.split('/')[0]}" for source in context_sources} <= set(dockerignore)
 
 
 def test_runtime_stage_fits_the_chart_container(reference: Path) -> None:

@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
-from components.charts import KUBE_PROMETHEUS_STACK, deep_merge
+from components.charts import KUBE_PROMETHEUS_STACK, TRAEFIK, deep_merge
 from components.config import MonitoringSettings, quantity_mib
 from components.monitoring import Monitoring, MonitoringArgs
 from components.routes import EdgeRouting
@@ -132,7 +132,7 @@ def rule_exprs() -> Iterator[tuple[str, str]]:
 
 
 def kps_release(run: ProgramRun) -> Registration:
-    return next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == KUBE_PROMETHEUS_STACK.chart)
+    return next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == KUBE_PROMETHEUS_STACK.path)
 
 
 def effective_values(reference: Path, run: ProgramRun) -> dict[str, Any]:
@@ -185,7 +185,8 @@ def test_release_is_the_pinned_chart_in_the_monitoring_namespace(stack_runs: dic
     run = stack_runs["dev"]
     release = kps_release(run)
     assert release.inputs["version"] == KUBE_PROMETHEUS_STACK.version
-    assert release.inputs["repositoryOpts"]["repo"] == KUBE_PROMETHEUS_STACK.repo
+    assert release.inputs["chart"] == "./charts/kube-prometheus-stack-88.5.3.tgz"  # vendored, no repository
+    assert "repositoryOpts" not in release.inputs
     namespace = run.one("kubernetes:core/v1:Namespace", "monitoring")
     assert release.inputs["namespace"] == namespace.inputs["metadata"]["name"] == "monitoring"
     assert release.parent == run.one(COMPONENT).urn
@@ -306,7 +307,7 @@ def test_grafana_is_published_through_traefik(
     # The grafana subchart names its Service `<release>-grafana` (grafana.fullname), port 80 by default.
     assert rule["services"] == [{"name": f"{kps_release(run).inputs['name']}-grafana", "kind": "Service", "port": 80}]
     assert route.inputs["metadata"]["namespace"] == "monitoring"
-    traefik = next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == "traefik")
+    traefik = next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == TRAEFIK.path)
     assert run.depends_on(route, traefik)
     assert not run.depends_on(route, kps_release(run))
     grafana_ini = kps_release(run).inputs["values"]["grafana"]["grafana.ini"]["server"]
@@ -487,7 +488,7 @@ def test_traefik_service_monitor_waits_for_this_release(stack_runs: dict[str, Pr
 
 def test_disabled_monitoring_creates_nothing(dev_config: dict[str, Any]) -> None:
     run = run_program(with_overrides(dev_config, {"monitoring": {"enabled": False}}))
-    assert not [r for r in run.of_type(RELEASE) if r.inputs["chart"] == KUBE_PROMETHEUS_STACK.chart]
+    assert not [r for r in run.of_type(RELEASE) if r.inputs["chart"] == KUBE_PROMETHEUS_STACK.path]
     assert not run.of_type(COMPONENT)
     assert not run.of_type(RULE)
     assert not run.of_type(SERVICE_MONITOR)

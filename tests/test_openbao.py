@@ -221,9 +221,10 @@ def test_release_is_the_pinned_openbao_chart_in_the_vault_namespace() -> None:
     run = variant_run("server")
     release = release_of(run)
     assert release.inputs["name"] == "openbao"
-    assert release.inputs["chart"] == "openbao"
+    assert release.inputs["chart"] == "./charts/openbao-0.29.2.tgz" == OPENBAO.path  # vendored, no repository
     assert release.inputs["version"] == OPENBAO.version == "0.29.2"
-    assert release.inputs["repositoryOpts"]["repo"] == "https://openbao.github.io/openbao-helm"
+    assert "repositoryOpts" not in release.inputs
+    assert OPENBAO.repo == "https://openbao.github.io/openbao-helm"  # where scripts/vendor_charts.py pulls it
     namespace = run.one(NAMESPACE)
     assert release.inputs["namespace"] == namespace.inputs["metadata"]["name"] == "vault"
     assert run.depends_on(release, namespace)
@@ -254,8 +255,8 @@ def test_no_hashicorp_vault_chart_remains(stack_runs: dict[str, ProgramRun]) -> 
     assert "vault" not in {pin.chart for pin in ALL_CHARTS}
     for run in stack_runs.values():
         for release in run.of_type(RELEASE):
-            assert release.inputs["chart"] != "vault"
-            assert "hashicorp" not in release.inputs["repositoryOpts"]["repo"]
+            assert "vault" not in release.inputs["chart"]
+    assert not [pin for pin in ALL_CHARTS if "hashicorp" in pin.repo]
     for variant in VARIANTS:
         for obj in rendered(variant_run(variant)):
             chart_label = (obj["metadata"].get("labels") or {}).get("helm.sh/chart", "openbao-0.29.2")
@@ -549,13 +550,23 @@ def enclave_config() -> dict[str, Any]:
     return json.loads(ENCLAVE_JSON.read_text())
 
 
+# What the chart renders for the official image that OpenBao's server never reads (v2.6.2's sources): the CLI's
+# address, the pod's IPs and host name (the chart's own `sed` on its rendered file uses them), the official
+# entrypoint's switches and raft's node id. enclave.json does not forward them: each would only be attack surface.
+NOT_FORWARDED_TO_THE_ENCLAVE = frozenset(
+    {"BAO_ADDR", "HOST_IP", "POD_IP", "HOSTNAME", "SKIP_CHOWN", "SKIP_SETCAP", "BAO_RAFT_NODE_ID"}
+)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_every_variable_the_chart_renders_reaches_the_enclave(variant: str) -> None:
-    """Inside the enclave only variables listed in enclave.json `env` exist (EGo drops the rest). OE_SIMULATION too:
-    `ego run` reads it outside, and the bootstrap inside must know it runs without attestation."""
+def test_every_variable_the_server_reads_reaches_the_enclave(variant: str) -> None:
+    """Inside the enclave only variables listed in enclave.json `env` exist (EGo drops the rest; the bootstrap refuses
+    any other). OE_SIMULATION too: `ego run` reads it outside, and the bootstrap inside must know it runs without
+    attestation. What the chart renders for the official image only is left outside on purpose."""
     listed = {entry["name"] for entry in enclave_config()["env"] if entry.get("fromHost") or "value" in entry}
     rendered_env = set(env_names(server_container(rendered(variant_run(variant)))))
-    assert rendered_env <= listed, sorted(rendered_env - listed)
+    assert rendered_env - NOT_FORWARDED_TO_THE_ENCLAVE <= listed, sorted(rendered_env - listed)
+    assert not NOT_FORWARDED_TO_THE_ENCLAVE & listed
 
 
 def test_enclave_sees_the_data_volume_but_not_the_rendered_config() -> None:
@@ -572,14 +583,16 @@ def test_enclave_sees_the_data_volume_but_not_the_rendered_config() -> None:
 
 
 def measured_config() -> str:
-    """The OpenBao configuration enclave.json embeds (`files`): measured with the enclave, the one that runs (with
+    """The OpenBao configuration compiled into the enclave binary: measured with the enclave, the one that runs (with
     the static seal's file added for attested unseal, which holds nothing but the seal)."""
     return embedded_file("/etc/openbao/openbao.hcl")
 
 
 def embedded_file(target: str) -> str:
-    [entry] = [entry for entry in enclave_config()["files"] if entry["target"] == target]
-    return (ENCLAVE_JSON.parent / entry["source"]).read_text()
+    """The measured file the bootstrap writes at `target` inside the enclave: compiled into the binary from
+    bootstrap/measured/ (go:embed), so the name under /etc/openbao is the name in that directory."""
+    assert target.startswith("/etc/openbao/"), target
+    return (ENCLAVE_JSON.parent / "bootstrap" / "measured" / Path(target).name).read_text()
 
 
 def hcl_block(config: str, header: str) -> str:
@@ -833,9 +846,52 @@ def test_component_outputs(mode: str, termination: str) -> None:
             "attestationProvider": MAA_URL,
             "simulation": False,
             "sealKeyId": None,
+            "previousSealKeyId": None,
+            "clusterId": "not pinned",
         }
 
     run_function(program)
+
+
+def test_the_pinned_store_is_in_the_stack_outputs() -> None:
+    cluster_id = "8f2c1e4a-5b6d-4c3e-9a7f-0e1d2c3b4a59"
+    config, secret_keys = stack_config("dev")
+    run = run_program(with_overrides(config, {"vault.clusterId": cluster_id}), secret_keys=secret_keys)
+    assert run.outputs["vaultEnclave"]["clusterId"] == cluster_id
+    assert verify.expectations_from_outputs(run.outputs)["cluster_id"] == cluster_id
+
+
+def test_a_rotation_tells_clients_the_previous_key_the_enclave_gets() -> None:
+    """verify.py refuses a previous key the stack does not expect: the output is the very id the enclave is given."""
+    old, new = "ab" * 16, "cd" * 16
+    config, secret_keys = stack_config("prod")
+    overrides = {"vault.unseal.keyVersion": new, "vault.unseal.previousKeyVersion": old}
+    run = run_program(with_overrides(config, overrides), stack="prod", secret_keys=secret_keys)
+    env = env_of(server_container(rendered(run)))
+    enclave = run.outputs["vaultEnclave"]
+    assert enclave["previousSealKeyId"] == env["CV_SEAL_PREVIOUS_KEY_ID"]
+    assert enclave["previousSealKeyId"] == enclave["sealKeyId"].removesuffix(new) + old
+    assert verify.expectations_from_outputs(run.outputs)["previous_seal_key_id"] == enclave["previousSealKeyId"]
+
+
+@pytest.mark.parametrize("preview", [False, True], ids=["up", "preview"])
+def test_prod_without_a_pinned_store_warns_on_every_run(caplog: pytest.LogCaptureFixture, preview: bool) -> None:
+    config, secret_keys = stack_config("prod")
+    with caplog.at_level("WARNING"):
+        run = run_program(config, stack="prod", secret_keys=secret_keys, preview=preview)
+    assert run.outputs["vaultEnclave"]["clusterId"] == "not pinned"
+    [warning] = [record.getMessage() for record in caplog.records if "vault.clusterId" in record.getMessage()]
+    assert warning == (
+        "vault.clusterId is not set (vaultEnclave.clusterId: not pinned): scripts/verify.py refuses this stack's "
+        "store once it is initialised. After the first `bao operator init`, run `scripts/verify.py prod "
+        "--record-cluster-id`, run the `pulumi config set` line it prints, then `pulumi up` (README, First deploy)."
+    )
+
+    caplog.clear()
+    pinned = with_overrides(config, {"vault.clusterId": "8f2c1e4a-5b6d-4c3e-9a7f-0e1d2c3b4a59"})
+    with caplog.at_level("WARNING"):
+        run_program(pinned, stack="prod", secret_keys=secret_keys, preview=preview)
+    assert not [record for record in caplog.records if "vault.clusterId" in record.getMessage()]
 
 
 # --- the whole program ------------------------------------------------------------------------------
@@ -932,6 +988,10 @@ def test_verifier_reads_the_expected_identity_from_the_stack_outputs(
     assert fields["maa_url"] == env["CV_MAA_URL"]
     # The seal key clients expect is the one the enclave is told to release (attested unseal), or none (Shamir).
     assert fields.get("seal_key_id") == env.get("CV_SEAL_KEY_ID")
+    assert fields.get("previous_seal_key_id") == env.get("CV_SEAL_PREVIOUS_KEY_ID")
+    # No example stack pins a store (its cluster id exists only after `bao operator init`).
+    assert run.outputs["vaultEnclave"]["clusterId"] == "not pinned"
+    assert "cluster_id" not in fields
     if stack == "prod":
         assert fields["seal_key_id"] == run.outputs["vaultSeal"]["keyId"]
         # Everything a token is checked against is there: the verifier needs no flags on prod.
@@ -987,8 +1047,9 @@ def test_existing_cluster_in_simulation() -> None:
 
 # --- attested unseal: the prod stack's secret store and its seal key --------------------------------------------
 
-SEAL_KEY = "azure-native:keyvault:Key"
-KEY_VAULT = "azure-native:keyvault:Vault"
+# Key Vault control-plane API 2026-02-01 (components/azure_api.py).
+SEAL_KEY = "azure-native:keyvault/v20260201:Key"
+KEY_VAULT = "azure-native:keyvault/v20260201:Vault"
 IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 FEDERATED_CREDENTIAL = "azure-native:managedidentity:FederatedIdentityCredential"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
@@ -1055,9 +1116,10 @@ def test_prod_pod_joins_workload_identity_and_gets_the_seal_key_id(stack_runs: d
         r"https://kv-prod-[a-z0-9]{6}\.vault\.azure\.net/keys/openbao-seal/[0-9a-f]{32}", env["CV_SEAL_KEY_ID"]
     )
     assert "CV_SEAL_PREVIOUS_KEY_ID" not in env, "outside a rotation"
-    # The enclave takes every variable the release sets (EGo drops the ones enclave.json does not list).
+    # The enclave takes every variable the release sets (EGo drops the ones enclave.json does not list), except what
+    # the chart renders for the official image only.
     listed = {entry["name"] for entry in enclave_config()["env"]}
-    assert set(env) <= listed
+    assert set(env) - NOT_FORWARDED_TO_THE_ENCLAVE <= listed
 
 
 def test_no_seal_key_material_anywhere(stack_runs: dict[str, ProgramRun]) -> None:
@@ -1243,3 +1305,40 @@ def test_stacks_run_the_servers_their_environment_needs(stack_runs: dict[str, Pr
     for stack, replicas in (("dev", 1), ("prod", 2)):
         statefulset = one(rendered(stack_runs[stack]), "StatefulSet", "openbao")
         assert statefulset["spec"]["replicas"] == replicas, stack
+
+
+ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+STORE_IDENTITY_GO = PROJECT_ROOT / "images" / "ego-openbao" / "bootstrap" / "storeidentity" / "kube.go"
+
+
+def test_attested_unseal_lets_the_server_keep_its_store_identity_record(stack_runs: dict[str, ProgramRun]) -> None:
+    """The enclave writes its store identity record (ciphertext) into one Secret with the pod's service account: the
+    Role allows exactly that Secret to be read and replaced, and Secrets to be created (Kubernetes cannot limit
+    `create` to a name), bound to the account the rendered server pods run as, before the pods start."""
+    prod = stack_runs["prod"]
+    go_name = re.search(r'SecretName = "([^"]+)"', STORE_IDENTITY_GO.read_text())
+    assert go_name is not None
+    secret_name = go_name.group(1)
+    role = prod.one(ROLE)
+    assert role.inputs["metadata"]["namespace"] == "vault"
+    assert role.inputs["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret_name], "verbs": ["get", "update"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+    ]
+    binding = prod.one(ROLE_BINDING)
+    assert binding.inputs["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role.inputs["metadata"]["name"],
+    }
+    pod_spec = one(rendered(prod), "StatefulSet", "openbao")["spec"]["template"]["spec"]
+    assert binding.inputs["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod_spec["serviceAccountName"], "namespace": "vault"}
+    ]
+    release = release_of(prod)
+    assert prod.depends_on(release, role)
+    assert prod.depends_on(release, binding)
+    # Shamir (dev): no record, no access to Secrets.
+    assert not stack_runs["dev"].of_type(ROLE)
+    assert not stack_runs["dev"].of_type(ROLE_BINDING)

@@ -24,7 +24,7 @@ from harness import encode_config
 
 MAA = "https://sharedweu.weu.attest.azure.net"
 SIGNER = "c0ffee" + "0" * 58
-ENCLAVE = ExpectedEnclave(attestation_provider=MAA, signer_id=SIGNER, product_id=1, min_security_version=2)
+ENCLAVE = ExpectedEnclave(attestation_provider=MAA, signer_id=SIGNER, product_id=1, min_security_version=3)
 
 # JSON Schema of Microsoft's "Azure Key Vault secure key release policy grammar" (learn.microsoft.com/azure/key-vault/
 # keys/policy-grammar; source MicrosoftDocs/azure-security-docs articles/key-vault/includes/
@@ -137,7 +137,7 @@ def test_policy_pins_signer_product_minimum_version_and_no_debug() -> None:
                 "allOf": [
                     {"claim": "x-ms-sgx-mrsigner", "equals": SIGNER},
                     {"claim": "x-ms-sgx-product-id", "equals": 1},
-                    {"claim": "x-ms-sgx-svn", "greaterOrEquals": 2},
+                    {"claim": "x-ms-sgx-svn", "greaterOrEquals": 3},
                     {"claim": "x-ms-sgx-is-debuggable", "equals": False},
                 ],
             }
@@ -172,7 +172,7 @@ def test_encoding_is_stable_run_to_run() -> None:
     ("change", "claim", "operator", "value"),
     [
         ({"signer_id": "d" * 64}, "x-ms-sgx-mrsigner", "equals", "d" * 64),
-        ({"min_security_version": 3}, "x-ms-sgx-svn", "greaterOrEquals", 3),
+        ({"min_security_version": 4}, "x-ms-sgx-svn", "greaterOrEquals", 4),
         ({"product_id": 7}, "x-ms-sgx-product-id", "equals", 7),
     ],
 )
@@ -196,6 +196,8 @@ def test_a_new_identity_changes_exactly_its_condition(
         {"product_id": 65536},
         {"min_security_version": -1},
         {"min_security_version": True},
+        # Builds before securityVersion 3 let the host replace the enclave's configuration: never released to.
+        {"min_security_version": 2},
         {"attestation_provider": "http://sharedweu.weu.attest.azure.net"},
         {"attestation_provider": "https://sharedweu.weu.attest.azure.net/"},
         {"attestation_provider": "https://sharedweu.weu.attest.azure.net/certs"},
@@ -204,6 +206,13 @@ def test_a_new_identity_changes_exactly_its_condition(
 def test_a_malformed_identity_is_refused(change: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="invalid expected enclave"):
         dataclasses.replace(ENCLAVE, **change)
+
+
+def test_the_policy_never_releases_to_a_build_before_security_version_3() -> None:
+    with pytest.raises(ValueError, match="min_security_version is not an integer from 3 to 65535"):
+        dataclasses.replace(ENCLAVE, min_security_version=2)
+    [condition] = [c for c in release_policy(ENCLAVE)["anyOf"][0]["allOf"] if c["claim"] == "x-ms-sgx-svn"]
+    assert condition == {"claim": "x-ms-sgx-svn", "greaterOrEquals": 3}
 
 
 def test_expected_enclave_from_stack_settings() -> None:

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,6 @@ import pytest
 import yaml
 
 from harness import PROJECT, PROJECT_ROOT, fake_password
-from tools import helm as helm_tool
 from tools import render_diff
 from tools.render_diff import Entry, Masker, compare, field_changes, markdown
 
@@ -205,27 +206,38 @@ def test_secret_strings_are_read_from_the_wire_format() -> None:
     assert not masker.is_secret({}, ("x",), "admin-user")  # short secrets only where a value equals them
 
 
-def test_fetch_charts_pulls_a_missing_chart_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--fetch-charts`: a chart version the reference lacks (a bump) is pulled with the pinned Helm."""
-    calls = tmp_path / "calls"
-    fake_helm = tmp_path / "helm"
-    fake_helm.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1" = version ]; then printf {helm_tool.HELM_VERSION}; exit 0; fi\n'
-        f'echo "$@" >> {calls}\n'
-        'while [ $# -gt 0 ]; do case "$1" in -d) into="$2"; shift 2;; *) shift;; esac; done\n'
-        'mkdir -p "$into/demo" && printf "apiVersion: v2\\nname: demo\\nversion: 1.2.3\\n" > "$into/demo/Chart.yaml"\n'
-    )
-    fake_helm.chmod(0o755)
-    monkeypatch.setenv("CV_HELM", str(fake_helm))
-    monkeypatch.setenv("CV_REFERENCE_DIR", str(tmp_path / "reference"))
-    helm_tool.helm_binary.cache_clear()
-    try:
-        release = {"chart": "demo", "version": "1.2.3", "repositoryOpts": {"repo": "https://charts.example"}}
-        render_diff.ensure_chart(release)
-        render_diff.ensure_chart(release)  # present now: not pulled again
-    finally:
-        helm_tool.helm_binary.cache_clear()
-    assert (tmp_path / "reference" / "charts" / "demo" / "1.2.3" / "chart" / "Chart.yaml").is_file()
-    (pull,) = calls.read_text().splitlines()
-    assert pull.startswith("pull demo --repo https://charts.example --version 1.2.3 --untar -d ")
+def demo_archive(tree: Path, replicas: int) -> None:
+    """`charts/demo-1.2.3.tgz` in `tree`: one Deployment whose replica count tells the archives apart."""
+    files = {
+        "demo/Chart.yaml": "apiVersion: v2\nname: demo\nversion: 1.2.3\n",
+        "demo/templates/deployment.yaml": (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: demo}\n"
+            f"spec: {{replicas: {replicas}, selector: {{matchLabels: {{app: demo}}}}, template: {{metadata: "
+            "{labels: {app: demo}}, spec: {containers: [{name: demo, image: demo}]}}}\n"
+        ),
+    }
+    (tree / "charts").mkdir(parents=True)
+    with tarfile.open(tree / "charts" / "demo-1.2.3.tgz", "w:gz") as archive:
+        for name, text in files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(text.encode())
+            archive.addfile(member, io.BytesIO(text.encode()))
+
+
+def test_each_side_renders_the_chart_archives_of_its_own_tree(tmp_path: Path) -> None:
+    """The same Release inputs on both sides, different vendored bytes: the diff shows what the archive changes."""
+    release = {
+        "type": render_diff.RELEASE_TYPE,
+        "name": "demo",
+        "inputs": {"chart": "./charts/demo-1.2.3.tgz", "version": "1.2.3", "name": "demo", "namespace": "demo"},
+        "raw_inputs": {},
+    }
+    demo_archive(tmp_path / "base", replicas=1)
+    demo_archive(tmp_path / "head", replicas=3)
+    base = render_diff.render_side([release], tmp_path / "base")
+    head = render_diff.render_side([release], tmp_path / "head")
+    diff = compare("dev", base, head, Masker([]))
+    ((key, entry, lines),) = diff.changed
+    assert key == "apps/Deployment demo/demo"
+    assert entry.origin == "release demo (demo 1.2.3)"
+    assert lines == ["- spec.replicas: 1", "+ spec.replicas: 3"]

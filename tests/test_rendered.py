@@ -20,10 +20,10 @@ import base64
 import copy
 import functools
 import hashlib
+import io
 import json
 import re
 import subprocess
-import sys
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,11 +35,12 @@ from typing import Any
 import bcrypt
 import jsonschema
 import pytest
+import yaml
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 from referencing import Registry, Resource
 
-from components.charts import ALL_CHARTS
+from components.charts import TRAEFIK
 from harness import (
     FAKE_PUBLIC_IP,
     PROJECT,
@@ -470,13 +471,18 @@ def test_every_custom_resource_api_is_installed_by_the_stack(variant: str, rende
     assert not orphans, orphans
 
 
-def test_installed_crds_are_the_pinned_reference_ones(rendered: dict[str, RenderedStack], reference: Path) -> None:
-    """The CRDs the releases render are those of the reference data the program's own tests validate against."""
+def test_installed_crds_are_those_of_the_vendored_charts(rendered: dict[str, RenderedStack], reference: Path) -> None:
+    """The CRDs the releases render are the ones in the vendored charts' own `crds/` files, which the program's
+    tests validate its custom resources against (harness.crd_schema)."""
     schemas = crd_schemas(rendered["dev"])
-    indexed = json.loads((reference / "index.json").read_text())["crds"]
-    known = [key for key in schemas if f"{key[0]}/{key[1]}" in indexed]
-    assert len(known) >= 3, "IngressRoute, ServiceMonitor, PrometheusRule at least"
-    for api_version, kind in known:
+    for needed in (
+        ("traefik.io/v1alpha1", "IngressRoute"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor"),
+        ("monitoring.coreos.com/v1", "PrometheusRule"),
+        ("argoproj.io/v1alpha1", "Application"),  # a CRD Argo CD ships as a template
+    ):
+        assert needed in schemas, needed
+    for api_version, kind in schemas:
         assert json.loads(schemas[api_version, kind]) == crd_schema(reference, api_version, kind), (api_version, kind)
 
 
@@ -890,19 +896,35 @@ MINI_CHART = {
 }
 
 
+def pack_chart(files: Mapping[str, str], archive: Path) -> Path:
+    """A chart archive as `helm package` lays it out: every file under `<chart name>/`."""
+    name = yaml.safe_load(files["Chart.yaml"])["name"]
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as packed:
+        for path, text in sorted(files.items()):
+            data = text.encode()
+            member = tarfile.TarInfo(f"{name}/{path}")
+            member.size = len(data)
+            packed.addfile(member, io.BytesIO(data))
+    return archive
+
+
 @pytest.fixture
-def mini_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A reference directory holding one tiny chart, `mini` 0.1.0."""
-    for name, text in MINI_CHART.items():
-        path = tmp_path / "charts" / "mini" / "0.1.0" / "chart" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    monkeypatch.setenv("CV_REFERENCE_DIR", str(tmp_path))
+def mini_reference(tmp_path: Path) -> Path:
+    """A project tree holding one tiny vendored chart, `charts/mini-0.1.0.tgz`."""
+    pack_chart(MINI_CHART, tmp_path / "charts" / "mini-0.1.0.tgz")
     return tmp_path
 
 
 def mini(values: dict[str, Any], **inputs: Any) -> dict[str, Any]:
-    return {"chart": "mini", "version": "0.1.0", "name": "demo", "namespace": "demo", "values": values, **inputs}
+    return {
+        "chart": "./charts/mini-0.1.0.tgz",
+        "version": "0.1.0",
+        "name": "demo",
+        "namespace": "demo",
+        "values": values,
+        **inputs,
+    }
 
 
 def mini_data(objects: list[dict[str, Any]]) -> dict[str, str]:
@@ -911,22 +933,23 @@ def mini_data(objects: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def test_renderer_targets_kubernetes_1_33_and_installs_crds(mini_reference: Path) -> None:
-    objects = render_release(mini({}))
+    objects = render_release(mini({}), root=mini_reference)
     assert mini_data(objects)["kube"] == "v1.33.0"
     assert sorted(o["kind"] for o in objects) == ["ConfigMap", "CustomResourceDefinition"]  # no test hook
-    assert [o["kind"] for o in render_release(mini({}, skipCrds=True))] == ["ConfigMap"]
+    assert [o["kind"] for o in render_release(mini({}, skipCrds=True), root=mini_reference)] == ["ConfigMap"]
 
 
 def test_renderer_drops_nulls_like_pulumi_kubernetes(mini_reference: Path) -> None:
     """A null does not delete the chart's default (Helm's own meaning), because pulumi-kubernetes drops it first."""
-    assert mini_data(render_release(mini({"greeting": None})))["greeting"] == "hello"
-    assert mini_data(render_release(mini({"greeting": None}, allowNullValues=True)))["greeting"] == "<deleted>"
+    assert mini_data(render_release(mini({"greeting": None}), root=mini_reference))["greeting"] == "hello"
+    with_nulls = mini({"greeting": None}, allowNullValues=True)
+    assert mini_data(render_release(with_nulls, root=mini_reference))["greeting"] == "<deleted>"
 
 
 def test_api_versions_come_from_the_crds_the_releases_install(mini_reference: Path) -> None:
     with_crd, without_crd = mini({}, name="with-crd"), mini({}, name="without-crd", skipCrds=True)
-    assert mini_data(render_releases([with_crd, without_crd])[1])["widgets"] == "true"
-    assert mini_data(render_releases([without_crd])[0])["widgets"] == "false"
+    assert mini_data(render_releases([with_crd, without_crd], root=mini_reference)[1])["widgets"] == "true"
+    assert mini_data(render_releases([without_crd], root=mini_reference)[0])["widgets"] == "false"
 
 
 @pytest.mark.parametrize(
@@ -939,19 +962,34 @@ def test_api_versions_come_from_the_crds_the_releases_install(mini_reference: Pa
 )
 def test_renderer_fails_on_errors_and_warnings(mini_reference: Path, values: dict[str, Any], message: str) -> None:
     with pytest.raises(RenderError, match=message):
-        render_release(mini(values))
+        render_release(mini(values), root=mini_reference)
 
 
 def test_renderer_fails_on_a_values_schema_error(reference: Path, stack_runs: dict[str, ProgramRun]) -> None:
-    traefik = next(r for r in stack_runs["dev"].of_type(RELEASE_TYPE) if r.inputs["chart"] == "traefik")
+    traefik = next(r for r in stack_runs["dev"].of_type(RELEASE_TYPE) if r.inputs["chart"] == TRAEFIK.path)
     inputs = {**traefik.inputs, "values": {**traefik.inputs["values"], "redirectTo": {"port": "websecure"}}}
     with pytest.raises(RenderError, match="additional properties 'redirectTo' not allowed"):
         render_release(inputs)
 
 
-def test_renderer_fails_without_the_chart_tree(mini_reference: Path) -> None:
-    with pytest.raises(RenderError, match=r"no chart tree for mini 9\.9\.9 .* scripts/fetch_reference\.py"):
-        render_release(mini({}, version="9.9.9"))
+def test_renderer_fails_without_the_chart_archive(mini_reference: Path) -> None:
+    missing = mini({}, chart="./charts/mini-9.9.9.tgz", version="9.9.9")
+    with pytest.raises(RenderError, match=r"no chart at .*/charts/mini-9\.9\.9\.tgz .*scripts/vendor_charts\.py"):
+        render_release(missing, root=mini_reference)
+
+
+def test_relative_chart_paths_are_taken_from_the_given_tree(mini_reference: Path, tmp_path_factory: Any) -> None:
+    """The same Release inputs render each tree's own archive (what the render diff relies on for its two sides)."""
+    other = tmp_path_factory.mktemp("other")
+    pack_chart({**MINI_CHART, "values.yaml": "greeting: bonjour\nfailWith: ''\n"}, other / "charts" / "mini-0.1.0.tgz")
+    assert mini_data(render_release(mini({}), root=mini_reference))["greeting"] == "hello"
+    assert mini_data(render_release(mini({}), root=other))["greeting"] == "bonjour"
+
+
+def test_renderer_refuses_a_chart_from_a_repository(mini_reference: Path) -> None:
+    """A Release that names a chart repository would install whatever it serves at `pulumi up`, not vendored bytes."""
+    with pytest.raises(RenderError, match=r"\['repositoryOpts'\] are not supported"):
+        render_release(mini({}, repositoryOpts={"repo": "https://charts.example"}), root=mini_reference)
 
 
 # --- the pinned Helm ---------------------------------------------------------------------------
@@ -1003,66 +1041,3 @@ def test_a_tampered_cached_helm_is_refused(fresh_helm: Path) -> None:
     helm_tool.helm_binary.cache_clear()
     with pytest.raises(helm_tool.HelmError, match="sha256"):
         helm_tool.helm_binary()
-
-
-# --- the reference layout users outside this environment get ------------------------------------
-
-FAKE_HELM_PULL = """#!/bin/sh
-# Stands in for `helm pull <chart> --repo R --version V --untar -d DIR` offline: a copy of $SOURCE named as asked.
-set -eu
-if [ "$1" = version ]; then printf '%s' "$PINNED"; exit 0; fi
-chart="$2"; shift 2
-while [ $# -gt 0 ]; do case "$1" in --version) version="$2"; shift 2;; -d) into="$2"; shift 2;; *) shift;; esac; done
-cp -R "$SOURCE" "$into/$chart"
-printf 'apiVersion: v2\\nname: %s\\nversion: %s\\n' "$chart" "$version" > "$into/$chart/Chart.yaml"
-"""
-
-
-def packaged_chart(directory: Path) -> Path:
-    """What `helm pull` unpacks: a chart with a CRD and one sub-chart still packaged as `charts/sub-0.0.1.tgz`."""
-    source = directory / "source"
-    for name in ("values.yaml", "crds/widget.yaml"):
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        (source / name).write_text(MINI_CHART[name])
-    (source / "templates").mkdir()
-    (source / "templates" / "configmap.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: demo}\n")
-    sub = directory / "sub"
-    (sub / "templates").mkdir(parents=True)
-    (sub / "Chart.yaml").write_text("apiVersion: v2\nname: sub\nversion: 0.0.1\n")
-    (sub / "templates" / "service.yaml").write_text(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: demo-sub}\nspec: {ports: [{port: 80}]}\n"
-    )
-    (source / "charts").mkdir()
-    with tarfile.open(source / "charts" / "sub-0.0.1.tgz", "w:gz") as archive:
-        archive.add(sub, arcname="sub")
-    return source
-
-
-def test_fetch_reference_fills_the_layout_the_renderer_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_helm = tmp_path / "helm"
-    fake_helm.write_text(FAKE_HELM_PULL)
-    fake_helm.chmod(0o755)
-    target = tmp_path / "reference"
-    script = Path(helm_tool.__file__).resolve().parent.parent / "scripts" / "fetch_reference.py"
-    environment = {
-        "PATH": "/usr/bin:/bin",
-        "CV_HELM": str(fake_helm),
-        "PINNED": helm_tool.HELM_VERSION,
-        "SOURCE": str(packaged_chart(tmp_path)),
-    }
-    subprocess.run([sys.executable, str(script), str(target)], env=environment, check=True, capture_output=True)
-
-    index = json.loads((target / "index.json").read_text())
-    pinned = {pin.chart: pin.version for pin in ALL_CHARTS}
-    for chart, version in pinned.items():
-        assert index["charts"][chart]["chart"] == f"charts/{chart}/{version}/chart"
-    assert index["charts"]["sub"]["chart"] == "charts/sub/0.0.1/chart"  # the packaged sub-chart, unpacked
-    assert index["crds"]["example.com/v1/Widget"]["file"] == "crd-schemas/example.com_v1_Widget.json"
-    monkeypatch.setenv("CV_REFERENCE_DIR", str(target))
-    chart, version = next(iter(pinned.items()))
-    objects = render_release({"chart": chart, "version": version, "name": "demo", "namespace": "demo", "values": {}})
-    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == [
-        ("ConfigMap", "demo"),
-        ("CustomResourceDefinition", "widgets.example.com"),
-        ("Service", "demo-sub"),
-    ]

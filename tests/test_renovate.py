@@ -28,6 +28,7 @@ import pytest
 
 from components.charts import ALL_CHARTS
 from harness import PROJECT_ROOT
+from tools import vendored
 
 RENOVATE_VERSION = "44.121.2"
 # sha256 of package/renovate-schema.json in the npm package renovate@44.121.2.
@@ -143,6 +144,25 @@ def test_every_chart_pin_is_found_with_its_repository() -> None:
     assert manager["datasourceTemplate"] == "helm"
     found = {(d["depName"], d["currentValue"], d["registryUrl"]) for d in extracted(manager)}
     assert found == {(pin.chart, pin.version, pin.repo) for pin in ALL_CHARTS}
+
+
+def test_chart_bumps_run_the_vendoring_script_and_never_touch_the_lock() -> None:
+    """A bump changes the pin; the archive and its lock entry come from scripts/vendor_charts.py (postUpgradeTasks
+    on a self-hosted Renovate, else the note tells the reviewer), never from a regex edit of the lock."""
+    managers = [*CONFIG["customManagers"], CONFIG["helm-values"]]
+    touched = {path for manager in managers for path in matched_files(manager["managerFilePatterns"])}
+    assert not {path for path in touched if path.startswith("charts/")}
+    rules = merged_rules({"packageName": "traefik", "depName": "traefik", "datasource": "helm", "manager": "regex"})
+    (command,) = rules["postUpgradeTasks"]["commands"]
+    assert command == "python scripts/vendor_charts.py {{{depName}}} {{{newVersion}}}"
+    script = PROJECT_ROOT / command.split()[1]
+    assert script.is_file()
+    assert set(rules["postUpgradeTasks"]["fileFilters"]) == {"charts/**", "components/charts.py"}
+    (note,) = rules["prBodyNotes"]
+    assert "python scripts/vendor_charts.py {{{depName}}} {{{newVersion}}}" in note
+    # What the command does with Renovate's values filled in: the pin it rewrites is the one the manager reads.
+    (pin,) = [d for d in extracted(custom_manager("Helm charts")) if d["depName"] == "traefik"]
+    assert vendored.pins(PROJECT_ROOT)["traefik"] == (pin["currentValue"], pin["registryUrl"])
 
 
 def _dockerfile_args() -> dict[str, str]:

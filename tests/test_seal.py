@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+from types import SimpleNamespace
 from typing import Any
 
 import pulumi
 import pytest
-from pulumi_azure_native import containerservice
+from pulumi_azure_native import containerservice, keyvault
 
+import components.seal
 import harness
 from components.config import ConfigError, Settings, load_settings
 from components.config.seal import VaultUnsealSettings, unseal_problems
@@ -30,8 +32,12 @@ from harness import (
 )
 
 COMPONENT = "confidential-vault:seal:AttestedSeal"
-VAULT = "azure-native:keyvault:Vault"
-KEY = "azure-native:keyvault:Key"
+# Key Vault control-plane API 2026-02-01: every earlier version retires on 2027-02-27 (azure-api-lifecycle.yaml).
+VAULT = "azure-native:keyvault/v20260201:Vault"
+KEY = "azure-native:keyvault/v20260201:Key"
+# The SDK's default tokens (API 2024-11-01 in pulumi-azure-native 3.29.0): what stacks created before registered.
+DEFAULT_VAULT = "azure-native:keyvault:Vault"
+DEFAULT_KEY = "azure-native:keyvault:Key"
 IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 CREDENTIAL = "azure-native:managedidentity:FederatedIdentityCredential"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
@@ -45,7 +51,7 @@ RELEASE_USER_ROLE_ID = (
 )
 MAA = "https://sharedweu.weu.attest.azure.net"
 SIGNER = "5e" * 32
-ENCLAVE = ExpectedEnclave(attestation_provider=MAA, signer_id=SIGNER, product_id=1, min_security_version=2)
+ENCLAVE = ExpectedEnclave(attestation_provider=MAA, signer_id=SIGNER, product_id=1, min_security_version=3)
 ATTESTED = VaultUnsealSettings(mode="attested")
 RESOURCE_GROUP = "cv-dev"
 # Key Vault's naming rule, as its documentation states it (3-24 of letters, digits, '-'; starts with a letter, ends
@@ -146,8 +152,8 @@ def test_key_vault_is_premium_rbac_soft_deleting_and_tagged(dev_run: ProgramRun)
     assert "accessPolicies" not in properties
     assert properties["enableSoftDelete"] is True
     assert properties["softDeleteRetentionInDays"] == 7
-    # Off on dev by leaving it out: the API refuses `false`.
-    assert "enablePurgeProtection" not in properties
+    # On dev too: recovery keys cannot decrypt a static seal, so a purge would take the data.
+    assert properties["enablePurgeProtection"] is True
     assert properties["tenantId"] == FAKE_TENANT_ID
     assert properties["enabledForDeployment"] is False
     assert properties["enabledForDiskEncryption"] is False
@@ -212,6 +218,98 @@ def test_retention_and_purge_protection_follow_settings() -> None:
     assert properties["enablePurgeProtection"] is True
 
 
+@pytest.mark.parametrize("stack_name", ["dev", "pr-1234", "Ephemeral_PR-1234--feature/very-long-branch-name"])
+def test_every_attested_stack_has_purge_protection(stack_name: str) -> None:
+    # Ephemeral stacks too: their vault's name stays held while soft-deleted, which the random suffix makes harmless.
+    vault = run_seal(stack=stack_name).one(VAULT)
+    assert vault.inputs["properties"]["enablePurgeProtection"] is True
+
+
+def test_vault_name_comes_from_a_random_suffix_the_stack_keeps(dev_run: ProgramRun) -> None:
+    # A re-created stack gets a new RandomString, so a new name, while the destroyed vault still holds the old one;
+    # the suffix has no keepers, so nothing but a new stack changes it (a new name would be a new vault).
+    suffix, vault = dev_run.one(RANDOM_STRING), dev_run.one(VAULT)
+    assert vault.property_dependencies["vaultName"] == [suffix.urn]
+    assert "keepers" not in suffix.inputs
+
+
+# --- Key Vault API version: the move of existing stacks ---------------------------------------------
+
+
+@pytest.fixture
+def aliases(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """The alias specs each registration carried, by resource name (the harness does not record them)."""
+    seen: dict[str, list[Any]] = {}
+    register = harness.RecordingMonitor.RegisterResource
+
+    def recording(self: harness.RecordingMonitor, request: Any) -> Any:
+        seen[request.name] = [alias.spec for alias in request.aliases]
+        return register(self, request)
+
+    monkeypatch.setattr(harness.RecordingMonitor, "RegisterResource", recording)
+    return seen
+
+
+UNSET_ALIAS = SimpleNamespace(noParent=False, parentUrn="", stack="", project="", type="", name="")
+
+
+def alias_urn(registration: Registration, spec: Any, stack: str) -> str:
+    """The URN an alias spec names, by the engine's rules: unset fields are the resource's own; the root stack is not
+    part of a child's type chain."""
+    parent = "" if spec.noParent else (spec.parentUrn or registration.parent)
+    # (The mock monitor names a component under the stack `pulumi:pulumi:Stack$…`; the engine leaves the stack out.)
+    parent_type = parent.split("::")[2].removeprefix("pulumi:pulumi:Stack$") if parent else ""
+    chain = f"{parent_type}$" if parent_type and parent_type != "pulumi:pulumi:Stack" else ""
+    return (
+        f"urn:pulumi:{spec.stack or stack}::{spec.project or harness.PROJECT}::{chain}{spec.type or registration.type}"
+        f"::{spec.name or registration.name}"
+    )
+
+
+def test_vault_and_key_call_key_vault_api_2026_02_01(dev_run: ProgramRun) -> None:
+    assert {r.type for r in dev_run.registrations if r.type.startswith("azure-native:keyvault")} == {VAULT, KEY}
+
+
+def test_an_existing_stack_keeps_its_vault_and_key_across_the_api_version_move(
+    monkeypatch: pytest.MonkeyPatch, aliases: dict[str, list[Any]]
+) -> None:
+    after = run_seal(protect=True, stack="prod")
+    after_aliases = dict(aliases)
+    # The program as it was: the SDK's classes at their default API version.
+    monkeypatch.setattr(components.seal, "KeyVault", keyvault.Vault)
+    monkeypatch.setattr(components.seal, "KeyVaultKey", keyvault.Key)
+    before = run_seal(protect=True, stack="prod")
+
+    renamed: dict[str, str] = {}
+    for old_type, new_type in ((DEFAULT_VAULT, VAULT), (DEFAULT_KEY, KEY)):
+        old, new = before.one(old_type), after.one(new_type)
+        # The resolver agrees with how the mocks named the resource itself.
+        assert alias_urn(new, UNSET_ALIAS, "prod") == new.urn
+        # The engine looks the resource up under its alias: the stack's state entry, not a new resource.
+        assert old.urn in {alias_urn(new, spec, "prod") for spec in after_aliases[new.name]}
+        assert new.urn not in {alias_urn(new, spec, "prod") for spec in after_aliases[new.name]}
+        # Same inputs (the vault's name included), same default provider, same protection: what the provider diffs
+        # is "no change", so no update and no replacement; later calls use the new API version.
+        assert new.raw_inputs == old.raw_inputs
+        assert (new.provider, new.protect, new.retain_on_delete, new.parent) == (
+            old.provider,
+            old.protect,
+            old.retain_on_delete,
+            old.parent,
+        )
+        renamed[old.urn] = new.urn
+    assert after.one(KEY).property_dependencies["vaultName"] == [
+        renamed[urn] for urn in before.one(DEFAULT_KEY).property_dependencies["vaultName"]
+    ]
+    # Nothing else in the component moved.
+    untouched = {
+        (r.urn, json.dumps(r.raw_inputs, sort_keys=True)) for r in after.registrations if r.urn not in renamed.values()
+    }
+    assert untouched == {
+        (r.urn, json.dumps(r.raw_inputs, sort_keys=True)) for r in before.registrations if r.urn not in renamed
+    }
+
+
 # --- the seal key --------------------------------------------------------------------------------
 
 
@@ -241,8 +339,8 @@ def test_key_carries_the_release_policy_as_base64url_json(dev_run: ProgramRun) -
 @pytest.mark.parametrize(
     "changed",
     [
-        ExpectedEnclave(attestation_provider=MAA, signer_id="7f" * 32, product_id=1, min_security_version=2),
-        ExpectedEnclave(attestation_provider=MAA, signer_id=SIGNER, product_id=1, min_security_version=3),
+        ExpectedEnclave(attestation_provider=MAA, signer_id="7f" * 32, product_id=1, min_security_version=3),
+        ExpectedEnclave(attestation_provider=MAA, signer_id=SIGNER, product_id=1, min_security_version=4),
     ],
     ids=["new-signer", "higher-svn"],
 )
@@ -365,7 +463,7 @@ BASE: dict[str, Any] = {
     "confidential-vault:acme": {"email": "ops@example.org"},
     "confidential-vault:vault": {
         "image": {"repository": "registry.example.org/ego-openbao", "tag": "2.6.2-ego1.9.0"},
-        "enclave": {"signerId": SIGNER, "productId": 1, "securityVersion": 2},
+        "enclave": {"signerId": SIGNER, "productId": 1, "securityVersion": 3},
     },
 }
 
@@ -400,12 +498,14 @@ def test_prod_on_aks_requires_attested_and_keeps_purge_protection() -> None:
         "confidential-vault:vault.unseal.mode: prod stacks on AKS unseal with the attested Key Vault key: restarts "
         "must not wait for key holders (got 'shamir'; allowed: attested)"
     ]
-    assert problems({"mode": "attested", "purgeProtection": False}, prod) == [
-        "confidential-vault:vault.unseal.purgeProtection: is refused on prod: a purged vault takes the seal key, and "
-        "the data with it (got false; allowed: true or unset)"
+    refused = [
+        "confidential-vault:vault.unseal.purgeProtection: is refused with vault.unseal.mode attested: a purged vault "
+        "or key takes the seal key, and the data with it (got false; allowed: true or unset)"
     ]
-    # Off prod, purge protection is the operator's choice either way.
-    assert problems({"mode": "attested", "purgeProtection": False}, stack()) == []
+    assert problems({"mode": "attested", "purgeProtection": False}, prod) == refused
+    # Off prod as well: the data is as lost on an ephemeral stack's store as on prod's.
+    assert problems({"mode": "attested", "purgeProtection": False}, stack()) == refused
+    assert problems({"mode": "attested", "purgeProtection": True}, stack()) == []
 
 
 def test_attested_needs_aks_server_and_hardware() -> None:

@@ -25,6 +25,7 @@ from harness import (
     stack_config,
     with_overrides,
 )
+from tools import vendored
 
 
 def test_every_stack_file_is_exercised(stack_runs: dict[str, ProgramRun]) -> None:
@@ -75,7 +76,7 @@ def test_prod_stack_unseals_with_the_attested_key(stack_runs: dict[str, ProgramR
     assert (settings.cluster.provider, settings.environment) == ("aks", "prod")
     prod = stack_runs["prod"]
     [seal] = prod.of_type("confidential-vault:seal:AttestedSeal")
-    assert prod.one("azure-native:keyvault:Key").parent == seal.urn
+    assert prod.one("azure-native:keyvault/v20260201:Key").parent == seal.urn
     assert prod.outputs["vaultEnclave"]["sealKeyId"] == prod.outputs["vaultSeal"]["keyId"]
 
 
@@ -143,7 +144,7 @@ def test_readme_config_reference_is_current() -> None:
     assert generated in readme, "run: python scripts/config_reference.py --write"
 
 
-def test_pinned_charts_are_the_agreed_versions(reference: Path) -> None:
+def test_pinned_charts_are_the_agreed_versions() -> None:
     # The versions the platform is built and documented for (README, platform facts).
     assert {pin.chart: pin.version for pin in ALL_CHARTS} == {
         "traefik": "41.3.0",
@@ -151,10 +152,10 @@ def test_pinned_charts_are_the_agreed_versions(reference: Path) -> None:
         "kube-prometheus-stack": "88.5.3",
         "openbao": "0.29.2",
     }
-    index = json.loads((reference / "index.json").read_text())
+    lock = vendored.load_lock()["charts"]
     for pin in ALL_CHARTS:
-        assert index["charts"][pin.chart]["version"] == pin.version, pin.chart
-        assert index["charts"][pin.chart]["repo"] == pin.repo, pin.chart
+        assert lock[pin.chart]["version"] == pin.version, pin.chart
+        assert lock[pin.chart]["repository"] == pin.repo, pin.chart
 
 
 def test_requirements_are_pinned() -> None:

@@ -43,7 +43,12 @@ HOST = "vault.example.test"
 MAA_URL = "https://sharedweu.weu.attest.azure.net"
 SIGNER = "a1" * 32
 UNIQUE = "b2" * 32
-EXPECTED = verify.Expectations(host=HOST, maa_url=MAA_URL, signer_id=SIGNER, product_id=1, min_svn=2)
+# The store the stack pins (vault.clusterId), and one the host initialised.
+CLUSTER_ID = "8f2c1e4a-5b6d-4c3e-9a7f-0e1d2c3b4a59"
+HOST_CLUSTER_ID = "0b7e4d2c-1a3f-4e5d-8c9b-7a6f5e4d3c21"
+EXPECTED = verify.Expectations(
+    host=HOST, maa_url=MAA_URL, signer_id=SIGNER, product_id=1, min_svn=2, cluster_id=CLUSTER_ID
+)
 ENCLAVE_CLAIMS = {
     "x-ms-attestation-type": "sgx",
     "x-ms-sgx-mrsigner": SIGNER,
@@ -56,6 +61,7 @@ TOKEN_LIFETIME = 8 * 3600  # MAA's published example: exp - iat = 28800 s
 # Attested unseal: the stack's Key Vault key, and one a host controls.
 SEAL_KEY_ID = "https://kv-prod-q7x2k9.vault.azure.net/keys/openbao-seal/" + "0a" * 16
 HOST_VAULT_KEY_ID = "https://kv-host-owned.vault.azure.net/keys/openbao-seal/" + "0a" * 16
+PREVIOUS_KEY_ID = "https://kv-prod-q7x2k9.vault.azure.net/keys/openbao-seal/" + "0c" * 16
 ATTESTED = verify.Expectations(**{**EXPECTED.__dict__, "seal_key_id": SEAL_KEY_ID})
 THUMBPRINT = "A" * 43
 
@@ -129,6 +135,10 @@ def listener_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
+# The enclave's listener CA key: tokens bind it (ca_spki_sha256) and listener certificates are signed with it.
+CA_KEY = listener_key()
+
+
 def der_utf8_string(text: str) -> bytes:
     content = text.encode()
     if len(content) < 0x80:
@@ -137,21 +147,48 @@ def der_utf8_string(text: str) -> bytes:
     return bytes([0x0C, 0x80 | len(size)]) + size + content
 
 
-def binding(public_key: Any) -> bytes:
-    """The enclave-held data as the bootstrap's README defines version 1."""
+def spki_sha256(public_key: Any) -> str:
     spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    digest = hashlib.sha256(spki).hexdigest()
+    return hashlib.sha256(spki).hexdigest()
+
+
+def binding_v1(public_key: Any) -> bytes:
+    """What images before securityVersion 3 bound with Shamir unseal (version 1)."""
+    digest = spki_sha256(public_key)
     return f'{{"v":1,"purpose":"confidential-vault/openbao-listener","listener_spki_sha256":"{digest}"}}'.encode()
 
 
 def binding_v2(public_key: Any, seal_key_id: str = SEAL_KEY_ID, thumbprint: str = THUMBPRINT) -> bytes:
-    """The enclave-held data of an enclave with attested unseal, as bootstrap/keyrelease/README.md defines version 2."""
-    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    digest = hashlib.sha256(spki).hexdigest()
+    """What images before securityVersion 3 bound with attested unseal (version 2)."""
     return (
-        f'{{"v":2,"purpose":"confidential-vault/openbao-listener","listener_spki_sha256":"{digest}",'
+        f'{{"v":2,"purpose":"confidential-vault/openbao-listener","listener_spki_sha256":"{spki_sha256(public_key)}",'
         f'"seal_key_id":"{seal_key_id}","release_jwk_thumbprint":"{thumbprint}"}}'
     ).encode()
+
+
+def binding(
+    public_key: Any,
+    *,
+    ca_public_key: Any = None,
+    seal_key_id: str = "",
+    previous_seal_key_id: str = "",
+    thumbprint: str = "",
+    initialized: str = "true",
+    cluster_id: str = CLUSTER_ID,
+) -> bytes:
+    """The enclave-held data as the shared contract defines version 3, written out by hand (not by verify.py)."""
+    ca_digest = spki_sha256(ca_public_key or CA_KEY.public_key())
+    return (
+        f'{{"v":3,"purpose":"confidential-vault/openbao-listener","listener_spki_sha256":"{spki_sha256(public_key)}",'
+        f'"ca_spki_sha256":"{ca_digest}","seal_key_id":"{seal_key_id}",'
+        f'"previous_seal_key_id":"{previous_seal_key_id}","release_jwk_thumbprint":"{thumbprint}",'
+        f'"initialized":{initialized},"cluster_id":"{cluster_id}"}}'
+    ).encode()
+
+
+def attested_binding(public_key: Any, seal_key_id: str = SEAL_KEY_ID, **fields: Any) -> bytes:
+    """Version 3 of an enclave with attested unseal."""
+    return binding(public_key, seal_key_id=seal_key_id, thumbprint=fields.pop("thumbprint", THUMBPRINT), **fields)
 
 
 def b64url(data: bytes) -> str:
@@ -191,8 +228,10 @@ def make_listener(
     valid_days: tuple[int, int] = (-1, 30),
     ca_key: ec.EllipticCurvePrivateKey | None = None,
 ) -> tuple[bytes, x509.Certificate]:
-    """A listener certificate shaped like the bootstrap's, and the CA certificate it carries."""
-    ca = _self_signed(ca_key or key, "test listener CA")
+    """A listener certificate shaped like the bootstrap's (signed by the CA key, `CA_KEY` unless given), and the CA
+    certificate it carries."""
+    ca_key = ca_key or CA_KEY
+    ca = _self_signed(ca_key, "test listener CA")
     now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
@@ -213,7 +252,7 @@ def make_listener(
         builder = builder.add_extension(
             x509.UnrecognizedExtension(OID_SIMULATION, der_utf8_string(simulation)), critical=False
         )
-    leaf = builder.sign(ca_key or key, hashes.SHA256())
+    leaf = builder.sign(ca_key, hashes.SHA256())
     return leaf.public_bytes(serialization.Encoding.DER), ca
 
 
@@ -271,7 +310,7 @@ def _refusal(
         "bad signature": lambda: make_token(provider, public, signing_key=stranger_key),
         "unknown kid": lambda: make_token(provider, public, kid="rotated-away"),
         "other binding version": lambda: make_token(
-            provider, public, enclave_held_data=binding(public).replace(b'"v":1', b'"v":2')
+            provider, public, enclave_held_data=binding(public).replace(b'"v":3', b'"v":4')
         ),
         "binding not canonical": lambda: make_token(
             provider, public, enclave_held_data=binding(public).replace(b'","', b'", "')
@@ -319,7 +358,8 @@ REFUSALS = {
     "token and simulation note": r"both an attestation token and a simulation note",
     "another host": rf"does not name {HOST} \(it names other\.example\.test\)",
     "certificate expired": r"the certificate is valid from .* to .*, not now",
-    "embedded CA of another key": r"the embedded CA certificate has another key",
+    "embedded CA of another key": r"the token binds the CA key with SHA-256 [0-9a-f]{64}, but the embedded CA "
+    r"certificate has key [0-9a-f]{64}: it is not the enclave's CA",
 }
 
 
@@ -330,14 +370,19 @@ def test_refusals_name_their_reason(provider: Provider, stranger_key: rsa.RSAPri
         verify.verify_endpoint(leaf, expected, keys_from(jwks))
 
 
-# --- which seal the enclave unseals with (binding version 1: Shamir; version 2: the stack's Key Vault key) ---------
+# --- which seal the enclave unseals with: none (Shamir), or exactly the stack's Key Vault keys ---------------------
+
+
+def endpoint(provider: Provider, bound_data: Callable[[Any], bytes]) -> tuple[bytes, x509.Certificate]:
+    """A listener certificate whose token binds `bound_data(listener public key)`."""
+    key = listener_key()
+    return make_listener(
+        key, token=make_token(provider, key.public_key(), enclave_held_data=bound_data(key.public_key()))
+    )
 
 
 def test_an_attested_unseal_stack_trusts_its_own_key_only(provider: Provider) -> None:
-    key = listener_key()
-    leaf, ca = make_listener(
-        key, token=make_token(provider, key.public_key(), enclave_held_data=binding_v2(key.public_key()))
-    )
+    leaf, ca = endpoint(provider, attested_binding)
     assert verify.verify_endpoint(leaf, ATTESTED, keys_from(provider.jwks())).ca_certificate == ca
     # Key Vault's names are case-insensitive: the stack may spell the vault otherwise than the enclave writes it.
     shouting = verify.Expectations(
@@ -346,48 +391,95 @@ def test_an_attested_unseal_stack_trusts_its_own_key_only(provider: Provider) ->
     assert verify.verify_endpoint(leaf, shouting, keys_from(provider.jwks())).ca_certificate == ca
 
 
+def test_a_rotation_is_trusted_only_with_the_previous_key_the_stack_expects(provider: Provider) -> None:
+    rotating = verify.Expectations(**{**ATTESTED.__dict__, "previous_seal_key_id": PREVIOUS_KEY_ID})
+    leaf, ca = endpoint(provider, lambda public: attested_binding(public, previous_seal_key_id=PREVIOUS_KEY_ID))
+    assert verify.verify_endpoint(leaf, rotating, keys_from(provider.jwks())).ca_certificate == ca
+    # The same enclave for a stack that has finished the rotation (no previous key configured any more): refused.
+    with pytest.raises(verify.NotTrustedError, match=r"also unseals with the previous key '.*0c0c', but this stack "):
+        verify.verify_endpoint(leaf, ATTESTED, keys_from(provider.jwks()))
+
+
 SEAL_REFUSALS: dict[str, tuple[verify.Expectations, Callable[[Any], bytes], str]] = {
     # The attack: the host points the enclave at a vault it controls, whose key material it may know.
     "another vault": (
         ATTESTED,
-        lambda public: binding_v2(public, HOST_VAULT_KEY_ID),
+        lambda public: attested_binding(public, HOST_VAULT_KEY_ID),
         rf"unseals with the Key Vault key '{re.escape(HOST_VAULT_KEY_ID)}', not this stack's "
         rf"{re.escape(SEAL_KEY_ID)}: the host pointed it at another vault",
     ),
     "another version of our key": (
         ATTESTED,
-        lambda public: binding_v2(public, SEAL_KEY_ID[:-32] + "0b" * 16),
+        lambda public: attested_binding(public, SEAL_KEY_ID[:-32] + "0b" * 16),
         r"not this stack's",
+    ),
+    # The host has the enclave unseal a pre-rotation copy of the data with a key version the stack no longer uses.
+    "a previous key the stack does not expect": (
+        ATTESTED,
+        lambda public: attested_binding(public, previous_seal_key_id=PREVIOUS_KEY_ID),
+        rf"also unseals with the previous key '{re.escape(PREVIOUS_KEY_ID)}', but this stack expects none "
+        r"\(vaultEnclave.previousSealKeyId\): the host may be having it unseal a copy of the data from before",
+    ),
+    "another previous key than the stack's": (
+        verify.Expectations(**{**ATTESTED.__dict__, "previous_seal_key_id": PREVIOUS_KEY_ID}),
+        lambda public: attested_binding(public, previous_seal_key_id=SEAL_KEY_ID[:-32] + "0d" * 16),
+        rf"but this stack expects {re.escape(PREVIOUS_KEY_ID)}",
+    ),
+    "no previous key where the stack expects one": (
+        verify.Expectations(**{**ATTESTED.__dict__, "previous_seal_key_id": PREVIOUS_KEY_ID}),
+        attested_binding,
+        rf"previous key 'none', but this stack expects {re.escape(PREVIOUS_KEY_ID)}",
     ),
     "attested unseal switched off": (
         ATTESTED,
         binding,
-        r"attests binding version 1: it does not unseal with this stack's Key Vault key",
+        rf"unseals with Shamir shares, not with this stack's Key Vault key {re.escape(SEAL_KEY_ID)}",
     ),
     "attested unseal switched on for a shamir stack": (
         EXPECTED,
-        binding_v2,
+        attested_binding,
         r"but this stack unseals with Shamir shares",
+    ),
+    "a previous key on a shamir stack": (
+        EXPECTED,
+        lambda public: binding(public, previous_seal_key_id=PREVIOUS_KEY_ID),
+        rf"the Key Vault key '{re.escape(PREVIOUS_KEY_ID)}', but this stack unseals with Shamir shares",
     ),
     "malformed thumbprint": (
         ATTESTED,
-        lambda public: binding_v2(public, thumbprint="not-a-thumbprint"),
+        lambda public: attested_binding(public, thumbprint="not-a-thumbprint"),
         r"release_jwk_thumbprint is not an RFC 7638 thumbprint",
     ),
     "keys out of order": (
         ATTESTED,
-        lambda public: binding_v2(public).replace(b'"v":2,"purpose"', b'"purpose"').replace(b"}", b',"v":2}'),
+        lambda public: attested_binding(public).replace(b'"v":3,"purpose"', b'"purpose"').replace(b"}", b',"v":3}'),
         r"binds data of another version or purpose",
     ),
     "an extra key": (
         ATTESTED,
-        lambda public: binding_v2(public).replace(b"}", b',"previous_seal_key_id":"x"}'),
+        lambda public: attested_binding(public).replace(b"}", b',"store_epoch":"1"}'),
         r"binds data of another version or purpose",
     ),
     "a version number that is a list": (
         ATTESTED,
-        lambda public: binding_v2(public).replace(b'"v":2', b'"v":[2]'),
+        lambda public: attested_binding(public).replace(b'"v":3', b'"v":[3]'),
         r"binds data of another version or purpose",
+    ),
+    "initialized as a string": (
+        EXPECTED,
+        lambda public: binding(public, initialized='"true"'),
+        r"the binding's initialized has the wrong type",
+    ),
+    # Images before securityVersion 3: their binding names neither the store nor the previous key.
+    "binding version 2 on a stack that requires version 3": (
+        ATTESTED,
+        binding_v2,
+        r"attests binding version 2: an image older than securityVersion 3, which attests neither the store",
+    ),
+    "binding version 1 on a stack that requires version 3": (
+        EXPECTED,
+        binding_v1,
+        r"attests binding version 1: an image older than securityVersion 3",
     ),
 }
 
@@ -395,11 +487,98 @@ SEAL_REFUSALS: dict[str, tuple[verify.Expectations, Callable[[Any], bytes], str]
 @pytest.mark.parametrize("case", list(SEAL_REFUSALS))
 def test_a_seal_other_than_the_stacks_is_refused(provider: Provider, case: str) -> None:
     expected, bound_data, reason = SEAL_REFUSALS[case]
-    key = listener_key()
-    token = make_token(provider, key.public_key(), enclave_held_data=bound_data(key.public_key()))
-    leaf, _ = make_listener(key, token=token)
+    leaf, _ = endpoint(provider, bound_data)
     with pytest.raises(verify.NotTrustedError, match=reason):
         verify.verify_endpoint(leaf, expected, keys_from(provider.jwks()))
+
+
+# --- which store the enclave serves (binding version 3: initialized, cluster_id) -------------------------------------
+
+
+UNPINNED = verify.Expectations(**{**EXPECTED.__dict__, "cluster_id": None})
+UNINITIALISED = {"initialized": "false", "cluster_id": ""}
+SEALED = {"initialized": "true", "cluster_id": ""}
+
+
+def test_the_stacks_store_is_trusted(provider: Provider) -> None:
+    leaf, _ = endpoint(provider, binding)
+    verified = verify.verify_endpoint(leaf, EXPECTED, keys_from(provider.jwks()))
+    assert verified.store == verify.Store(initialized=True, cluster_id=CLUSTER_ID)
+
+
+def test_an_uninitialised_store_is_trusted_only_with_init(provider: Provider) -> None:
+    """The attack of issue 20: the host points the enclave at an empty store and calls sys/init itself."""
+    leaf, ca = endpoint(provider, lambda public: binding(public, **UNINITIALISED))
+    with pytest.raises(
+        verify.NotTrustedError,
+        match=r"the store is not initialised: whoever runs `bao operator init` first holds its root token .* run "
+        r"verify.py --init",
+    ):
+        verify.verify_endpoint(leaf, EXPECTED, keys_from(provider.jwks()))
+    first_deploy = verify.Expectations(**{**UNPINNED.__dict__, "accept_uninitialised": True})
+    verified = verify.verify_endpoint(leaf, first_deploy, keys_from(provider.jwks()))
+    assert (verified.ca_certificate, verified.store) == (ca, verify.Store(initialized=False, cluster_id=""))
+
+
+def test_init_accepts_nothing_but_the_uninitialised_store(provider: Provider) -> None:
+    leaf, _ = endpoint(provider, lambda public: binding(public, cluster_id=HOST_CLUSTER_ID))
+    first_deploy = verify.Expectations(**{**EXPECTED.__dict__, "accept_uninitialised": True})
+    with pytest.raises(verify.NotTrustedError, match=f"cluster id {HOST_CLUSTER_ID}, not this stack's"):
+        verify.verify_endpoint(leaf, first_deploy, keys_from(provider.jwks()))
+
+
+def test_another_store_is_refused_naming_both(provider: Provider) -> None:
+    leaf, _ = endpoint(provider, lambda public: binding(public, cluster_id=HOST_CLUSTER_ID))
+    with pytest.raises(
+        verify.NotTrustedError,
+        match=rf"serves the store with cluster id {HOST_CLUSTER_ID}, not this stack's {CLUSTER_ID} "
+        r"\(vaultEnclave.clusterId\): the host pointed it at another store, or the store was re-initialised",
+    ):
+        verify.verify_endpoint(leaf, EXPECTED, keys_from(provider.jwks()))
+
+
+def test_a_stack_without_a_pin_is_told_how_to_record_it(provider: Provider) -> None:
+    leaf, _ = endpoint(provider, binding)
+    with pytest.raises(
+        verify.NotTrustedError,
+        match=rf"the store is initialised \(cluster id {CLUSTER_ID}\), but this stack pins no cluster id "
+        r"\(vaultEnclave.clusterId is 'not pinned'\): .* run `scripts/verify.py --record-cluster-id` and `pulumi up`",
+    ):
+        verify.verify_endpoint(leaf, UNPINNED, keys_from(provider.jwks()))
+    recording = verify.Expectations(**{**UNPINNED.__dict__, "recording": True})
+    assert verify.verify_endpoint(leaf, recording, keys_from(provider.jwks())).store == verify.Store(True, CLUSTER_ID)
+
+
+def test_a_sealed_store_is_trusted_only_with_allow_sealed(provider: Provider) -> None:
+    leaf, ca = endpoint(provider, lambda public: binding(public, **SEALED))
+    with pytest.raises(verify.NotTrustedError, match=r"the store is initialised but sealed, .* --allow-sealed"):
+        verify.verify_endpoint(leaf, EXPECTED, keys_from(provider.jwks()))
+    unsealing = verify.Expectations(**{**EXPECTED.__dict__, "accept_sealed": True})
+    verified = verify.verify_endpoint(leaf, unsealing, keys_from(provider.jwks()))
+    assert (verified.ca_certificate, verified.store) == (ca, verify.Store(initialized=True, cluster_id=""))
+    # Nothing to record while sealed: the id is attested only once unsealed.
+    recording = verify.Expectations(**{**UNPINNED.__dict__, "accept_sealed": True, "recording": True})
+    with pytest.raises(verify.NotTrustedError, match=r"the store is initialised but sealed, "):
+        verify.verify_endpoint(leaf, recording, keys_from(provider.jwks()))
+    # --allow-sealed is about the seal only: an uninitialised store still needs --init.
+    leaf, _ = endpoint(provider, lambda public: binding(public, **UNINITIALISED))
+    with pytest.raises(verify.NotTrustedError, match=r"the store is not initialised"):
+        verify.verify_endpoint(leaf, unsealing, keys_from(provider.jwks()))
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        {"initialized": "false", "cluster_id": CLUSTER_ID},  # an id without a store
+        {"initialized": "true", "cluster_id": "not-a-uuid"},
+        {"initialized": "true", "cluster_id": CLUSTER_ID.upper()},  # OpenBao writes lower case
+    ],
+)
+def test_a_malformed_store_identity_is_refused(provider: Provider, store: dict[str, str]) -> None:
+    leaf, _ = endpoint(provider, lambda public: binding(public, **store))
+    accepting = verify.Expectations(**{**EXPECTED.__dict__, "accept_uninitialised": True, "accept_sealed": True})
+    with pytest.raises(verify.NotTrustedError, match=r"the binding's cluster_id is malformed or set while uninit"):
+        verify.verify_endpoint(leaf, accepting, keys_from(provider.jwks()))
 
 
 def test_the_stacks_seal_key_comes_from_its_outputs_and_must_be_a_key_id() -> None:
@@ -442,6 +621,280 @@ def test_a_token_without_the_expected_identity_is_a_usage_error(provider: Provid
         verify.verify_endpoint(leaf, verify.Expectations(host=HOST, maa_url=MAA_URL), keys_from(provider.jwks()))
 
 
+def test_the_stacks_store_and_previous_key_come_from_its_outputs() -> None:
+    enclave = {"sealKeyId": SEAL_KEY_ID, "previousSealKeyId": PREVIOUS_KEY_ID, "clusterId": CLUSTER_ID}
+    values = verify.expectations_from_outputs({"vaultUrl": f"https://{HOST}", "vaultEnclave": enclave})
+    assert (values["previous_seal_key_id"], values["cluster_id"]) == (PREVIOUS_KEY_ID, CLUSTER_ID)
+    unpinned = {"vaultEnclave": {"clusterId": "not pinned", "previousSealKeyId": None}}
+    assert verify.expectations_from_outputs(unpinned) == {}
+    with pytest.raises(verify.UsageError, match=r"--cluster-id 'not-a-uuid': expected a UUID"):
+        verify.check_expectations(verify.Expectations(host=HOST, cluster_id="not-a-uuid"))
+    with pytest.raises(verify.UsageError, match=r"--previous-seal-key-id: only with attested unseal"):
+        verify.check_expectations(verify.Expectations(host=HOST, previous_seal_key_id=PREVIOUS_KEY_ID))
+    with pytest.raises(verify.UsageError, match=r"--previous-seal-key-id 'openbao-seal': expected https://"):
+        verify.check_expectations(
+            verify.Expectations(host=HOST, seal_key_id=SEAL_KEY_ID, previous_seal_key_id="openbao-seal")
+        )
+
+
+# --- the provider's signing certificate, and malformed input: one refusal, never a traceback ---------------------
+
+
+def signer_valid(days: tuple[float, float]) -> Callable[[Provider], Provider]:
+    """The provider with its x5c certificate valid from/to these days from now (same key, same kid)."""
+
+    def rewrite(provider: Provider) -> Provider:
+        now = dt.datetime.now(dt.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(_name("test MAA signing"))
+            .issuer_name(_name("test MAA signing"))
+            .public_key(provider.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now + dt.timedelta(days=days[0]))
+            .not_valid_after(now + dt.timedelta(days=days[1]))
+            .sign(provider.key, hashes.SHA256())
+        )
+        return Provider(key=provider.key, kid=provider.kid, certificate=certificate)
+
+    return rewrite
+
+
+MINUTE = 1 / (24 * 60)
+
+
+@pytest.mark.parametrize(
+    ("validity", "reason"),
+    [
+        ((-400, -1), r"key 'maa-signing-key-1' at .*/certs: its x5c certificate is valid from .* to .*, not now"),
+        ((1, 400), r"key 'maa-signing-key-1' at .*/certs: its x5c certificate is valid from .* to .*, not now"),
+        ((-400, -2 * MINUTE), r"its x5c certificate is valid from"),  # beyond the 60 s leeway
+    ],
+    ids=["expired", "not yet valid", "expired two minutes ago"],
+)
+def test_a_token_signed_by_a_key_outside_its_certificates_validity_is_refused(
+    provider: Provider, validity: tuple[float, float], reason: str
+) -> None:
+    key = listener_key()
+    leaf, _ = make_listener(key, token=make_token(provider, key.public_key()))
+    with pytest.raises(verify.NotTrustedError, match=reason):
+        verify.verify_endpoint(leaf, EXPECTED, keys_from(signer_valid(validity)(provider).jwks()))
+
+
+def test_the_signing_certificate_gets_the_tokens_leeway(provider: Provider) -> None:
+    key = listener_key()
+    leaf, _ = make_listener(key, token=make_token(provider, key.public_key()))
+    for validity in ((-400, -0.5 * MINUTE), (0.5 * MINUTE, 400)):  # 30 s outside: within the 60 s leeway
+        jwks = signer_valid(validity)(provider).jwks()
+        assert verify.verify_endpoint(leaf, EXPECTED, keys_from(jwks)).claims is not None
+
+
+def der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(size)]) + size
+
+
+def der_tlv_size(der: bytes, offset: int) -> tuple[int, int]:
+    """(header size, content size) of the DER element at `offset`."""
+    first = der[offset + 1]
+    if first < 0x80:
+        return 2, first
+    count = first & 0x7F
+    return 2 + count, int.from_bytes(der[offset + 2 : offset + 2 + count], "big")
+
+
+def der_oid(oid: x509.ObjectIdentifier) -> bytes:
+    arcs = [int(arc) for arc in oid.dotted_string.split(".")]
+    content = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk, rest = [arc & 0x7F], arc >> 7
+        while rest:
+            chunk.insert(0, 0x80 | (rest & 0x7F))
+            rest >>= 7
+        content += bytes(chunk)
+    return b"\x06" + der_length(len(content)) + bytes(content)
+
+
+def resigned(certificate: x509.Certificate, old: bytes, new: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The certificate with `old` replaced by `new` (same length) in its to-be-signed part, signed again by `key`:
+    a malformation cryptography's builder refuses to make, with a signature that verifies."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    tbs = certificate.tbs_certificate_bytes
+    assert len(old) == len(new)
+    assert tbs.count(old) == 1
+    tbs = tbs.replace(old, new)
+    outer_header, _ = der_tlv_size(der, 0)
+    after_tbs = outer_header + len(tbs)
+    header, size = der_tlv_size(der, after_tbs)
+    algorithm = der[after_tbs : after_tbs + header + size]
+    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    content = tbs + algorithm + b"\x03" + der_length(len(signature) + 1) + b"\x00" + signature
+    return b"\x30" + der_length(len(content)) + content
+
+
+def leaf_with(key: ec.EllipticCurvePrivateKey, ca_der: bytes, extensions: list[x509.ExtensionType]) -> x509.Certificate:
+    """A listener certificate signed by CA_KEY carrying `ca_der` as its CA certificate and these extensions."""
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name("test listener"))
+        .issuer_name(_name("test listener CA"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.UnrecognizedExtension(OID_ISSUER, ca_der), critical=False)
+    )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
+    return builder.sign(CA_KEY, hashes.SHA256())
+
+
+def malformed_ca(extension: x509.ExtensionType) -> bytes:
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name("test listener CA"))
+        .issuer_name(_name("test listener CA"))
+        .public_key(CA_KEY.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(extension, critical=False)
+        .sign(CA_KEY, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+
+
+def signed_jws(header: Mapping[str, Any], payload: Mapping[str, Any], key: rsa.RSAPrivateKey) -> str:
+    """An RS256 JWS with exactly this header (PyJWT's encoder would not write every header tried here)."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def malformed_endpoint(provider: Provider, case: str) -> bytes:
+    """The served certificate (DER) of one malformed input."""
+    key = listener_key()
+    public = key.public_key()
+    token = make_token(provider, public)
+    good_ca = _self_signed(CA_KEY, "test listener CA").public_bytes(serialization.Encoding.DER)
+    token_extension = x509.UnrecognizedExtension(OID_TOKEN, der_utf8_string(token))
+    payload = jwt.decode(token, options={"verify_signature": False})
+    if case in ("non-string kid", "list kid", "unknown crit"):
+        header: dict[str, Any] = {"alg": "RS256", "typ": "JWT", "kid": provider.kid}
+        header |= {"non-string kid": {"kid": 1}, "list kid": {"kid": [provider.kid]}}.get(case, {})
+        if case == "unknown crit":
+            header |= {"crit": ["x-cv-unknown"], "x-cv-unknown": True}
+        extension = x509.UnrecognizedExtension(OID_TOKEN, der_utf8_string(signed_jws(header, payload, provider.key)))
+        return leaf_with(key, good_ca, [x509.SubjectAlternativeName([x509.DNSName(HOST)]), extension]).public_bytes(
+            serialization.Encoding.DER
+        )
+    if case == "malformed subjectAltName":
+        san = x509.UnrecognizedExtension(x509.OID_SUBJECT_ALTERNATIVE_NAME, b"\x30\x03\x82\x01")
+        return leaf_with(key, good_ca, [san, token_extension]).public_bytes(serialization.Encoding.DER)
+    if case == "token extension twice":
+        placeholder = x509.ObjectIdentifier(f"{OID_ARC}.9")
+        twice = leaf_with(
+            key,
+            good_ca,
+            [
+                x509.SubjectAlternativeName([x509.DNSName(HOST)]),
+                token_extension,
+                x509.UnrecognizedExtension(placeholder, der_utf8_string(token)),
+            ],
+        )
+        return resigned(twice, der_oid(placeholder), der_oid(OID_TOKEN), CA_KEY)
+    if case == "embedded CA with a malformed extension":
+        ca = malformed_ca(x509.UnrecognizedExtension(x509.OID_BASIC_CONSTRAINTS, b"\x30\x03\x01\x01"))
+        return leaf_with(key, ca, [x509.SubjectAlternativeName([x509.DNSName(HOST)]), token_extension]).public_bytes(
+            serialization.Encoding.DER
+        )
+    if case == "embedded CA with an unsupported key type":
+        prime256v1 = der_oid(x509.ObjectIdentifier("1.2.840.10045.3.1.7"))
+        unknown_curve = der_oid(x509.ObjectIdentifier("1.2.840.10045.3.1.99"))
+        ca = resigned(_self_signed(CA_KEY, "test listener CA"), prime256v1, unknown_curve, CA_KEY)
+        return leaf_with(key, ca, [x509.SubjectAlternativeName([x509.DNSName(HOST)]), token_extension]).public_bytes(
+            serialization.Encoding.DER
+        )
+    if case == "embedded CA with an X25519 key":
+        now = dt.datetime.now(dt.UTC)
+        from cryptography.hazmat.primitives.asymmetric import x25519
+
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(_name("test listener CA"))
+            .issuer_name(_name("test listener CA"))
+            .public_key(x25519.X25519PrivateKey.generate().public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(CA_KEY, hashes.SHA256())
+            .public_bytes(serialization.Encoding.DER)
+        )
+        return leaf_with(key, ca, [x509.SubjectAlternativeName([x509.DNSName(HOST)]), token_extension]).public_bytes(
+            serialization.Encoding.DER
+        )
+    raise AssertionError(case)
+
+
+MALFORMED = {
+    "non-string kid": r"the attestation token's header is refused: Key ID header parameter must be a string",
+    "list kid": r"the attestation token's header is refused: Key ID header parameter must be a string",
+    "unknown crit": r"the attestation token's header is refused: Unsupported critical extension: x-cv-unknown",
+    "malformed subjectAltName": r"the certificate has a malformed extension: error parsing asn1 value",
+    "token extension twice": rf"the certificate carries extension {re.escape(OID_ARC)}\.1 more than once",
+    "embedded CA with a malformed extension": r"the embedded CA certificate has a malformed extension",
+    "embedded CA with an unsupported key type": r"the embedded CA certificate has a key of an unsupported or "
+    r"malformed type: Curve 1\.2\.840\.10045\.3\.1\.99 is not supported",
+    "embedded CA with an X25519 key": r"the certificate and its embedded CA certificate do not chain: Key must be",
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_input_is_one_refusal_with_nothing_written(
+    provider: Provider, case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = malformed_endpoint(provider, case)
+    with pytest.raises(verify.NotTrustedError, match=MALFORMED[case]):
+        verify.verify_endpoint(served, EXPECTED, keys_from(provider.jwks()))
+
+    # The whole script: one line, exit 1, no CA file, nothing on stdout.
+    monkeypatch.setattr(verify, "fetch_certificate", lambda host, port, address=None: served)
+    monkeypatch.setattr(verify, "fetch_jwks", keys_from(provider.jwks()))
+    ca_file = tmp_path / "pinned" / "ca.pem"
+    flags = ("--maa-url", MAA_URL, "--signer-id", SIGNER, "--product-id", "1", "--min-svn", "2")
+    status = verify.main(["--host", HOST, *flags, "--cluster-id", CLUSTER_ID, "--ca-file", str(ca_file)])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("verify.py: NOT TRUSTED: "), err
+    assert re.search(MALFORMED[case], err), err
+    assert not ca_file.parent.exists()
+
+
+def test_an_input_nobody_foresaw_is_still_one_refusal(
+    provider: Provider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def unforeseen(*_: Any, **__: Any) -> verify.Verified:
+        raise KeyError("x5t#S256")
+
+    monkeypatch.setattr(verify, "fetch_certificate", lambda host, port, address=None: b"")
+    monkeypatch.setattr(verify, "verify_endpoint", unforeseen)
+    ca_file = tmp_path / "ca.pem"
+    status = verify.main(["--host", HOST, "--cluster-id", CLUSTER_ID, "--ca-file", str(ca_file)])
+    out, err = capsys.readouterr()
+    assert (status, out) == (1, "")
+    assert re.fullmatch(r"verify\.py: NOT TRUSTED: unexpected KeyError at test_verify\.py:\d+: 'x5t#S256'\n", err)
+    assert not ca_file.exists()
+
+
 # --- end to end: the Go bootstrap's certificates, over TLS ------------------------------------------------------
 
 
@@ -463,8 +916,18 @@ def testcert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return binary
 
 
+# The store state testcert binds: what the enclave attests once OpenBao has unsealed the stack's store.
+SERVING_THE_STACKS_STORE = ("-initialized", f"-cluster-id={CLUSTER_ID}")
+
+
 def go_listener(
-    testcert: Path, provider: Provider, out: Path, maa_url: str, claims: Mapping[str, Any], *flags: str
+    testcert: Path,
+    provider: Provider,
+    out: Path,
+    maa_url: str,
+    claims: Mapping[str, Any],
+    *flags: str,
+    store: tuple[str, ...] = SERVING_THE_STACKS_STORE,
 ) -> Path:
     """Run the Go bootstrap against a fake provider that signs with `provider`'s key; returns its output dir."""
     out.mkdir()
@@ -480,6 +943,7 @@ def go_listener(
             f"-claims={out / 'claims.json'}",
             f"-out={out}",
             *flags,
+            *store,
         ],
         capture_output=True,
         text=True,
@@ -636,6 +1100,8 @@ def test_a_go_issued_certificate_is_verified_and_pinned_for_its_refreshes(
                 "securityVersion": 2,
                 "attestationProvider": key_server.url,
                 "simulation": False,
+                "clusterId": CLUSTER_ID,
+                "previousSealKeyId": None,
             },
         }
         env = {
@@ -654,7 +1120,10 @@ def test_a_go_issued_certificate_is_verified_and_pinned_for_its_refreshes(
             f"export VAULT_ADDR=https://{HOST}:{port}",
             f"export VAULT_CACERT={ca_file}",
         ]
-        assert f"verified {HOST}: signer {SIGNER}, product 1, svn 2, unique id {UNIQUE}" in result.stderr
+        assert (
+            f"verified {HOST}: signer {SIGNER}, product 1, svn 2, unique id {UNIQUE}, Shamir unseal, store {CLUSTER_ID}"
+            in result.stderr
+        )
         pinned = x509.load_pem_x509_certificate(ca_file.read_bytes())
         assert pinned == embedded_ca((out / "first.crt").read_bytes())
         handshake(port, ca_file, HOST)
@@ -677,6 +1146,7 @@ def test_a_refused_endpoint_gets_nothing_written(
         result = run_verify(
             *("--host", HOST, "--address", "127.0.0.1", "--port", str(port), "--maa-url", key_server.url),
             *("--signer-id", SIGNER, "--product-id", "1", "--min-svn", "2", "--ca-file", str(ca_file)),
+            *("--cluster-id", CLUSTER_ID),
             env={"SSL_CERT_FILE": str(key_server.ca_file)},
         )
     assert result.returncode == 1
@@ -707,8 +1177,14 @@ def test_a_go_simulation_is_refused_unless_the_stack_says_simulation(
     assert x509.load_pem_x509_certificate(ca_file.read_bytes()) == embedded_ca((out / "listener.crt").read_bytes())
 
 
-def attested_outputs(port: int, key_server: KeyServer, seal_key_id: str) -> dict[str, Any]:
-    """Stack outputs of an attested-unseal stack, as __main__.py exports them."""
+def attested_outputs(
+    port: int,
+    key_server: KeyServer,
+    seal_key_id: str | None,
+    cluster_id: str = CLUSTER_ID,
+    previous_seal_key_id: str | None = None,
+) -> dict[str, Any]:
+    """Stack outputs of a stack (attested unseal unless `seal_key_id` is None), as __main__.py exports them."""
     return {
         "vaultUrl": f"https://{HOST}:{port}",
         "vaultEnclave": {
@@ -719,6 +1195,8 @@ def attested_outputs(port: int, key_server: KeyServer, seal_key_id: str) -> dict
             "attestationProvider": key_server.url,
             "simulation": False,
             "sealKeyId": seal_key_id,
+            "previousSealKeyId": previous_seal_key_id,
+            "clusterId": cluster_id,
         },
     }
 
@@ -784,8 +1262,181 @@ def test_a_go_enclave_without_attested_unseal_is_refused_by_an_attested_stack(
         env["SSL_CERT_FILE"] = str(key_server.ca_file)
         result = run_verify("prod", "--address", "127.0.0.1", "--ca-file", str(ca_file), env=env)
     assert result.returncode == 1
-    assert "NOT TRUSTED: the enclave attests binding version 1" in result.stderr
+    assert (
+        f"NOT TRUSTED: the enclave unseals with Shamir shares, not with this stack's Key Vault key {SEAL_KEY_ID}"
+        in (result.stderr)
+    )
     assert not ca_file.exists()
+
+
+def verify_go_enclave(
+    out: Path, outputs_of: Callable[[int], Mapping[str, Any]], key_server: KeyServer, work: Path, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    """scripts/verify.py (a subprocess) against the Go enclave's certificate in `out`, for the stack `prod` whose
+    outputs `outputs_of(port)` gives."""
+    with tls_server(out / "listener.crt", out / "listener.key") as port:
+        env = {**fake_pulumi(work / f"bin-{len(list(work.glob('bin-*')))}", outputs_of(port))}
+        env["SSL_CERT_FILE"] = str(key_server.ca_file)
+        return run_verify("prod", "--address", "127.0.0.1", *flags, env=env)
+
+
+def test_the_first_deploy_runbook_against_the_go_enclave(
+    testcert: Path, provider: Provider, key_server: KeyServer, tmp_path: Path
+) -> None:
+    """README "First deploy": verify.py --init → bao operator init → verify.py --record-cluster-id → pulumi config set
+    → pulumi up → verify.py. One Shamir enclave start (the same CA throughout: testcert -ca-seed), whose store goes
+    from uninitialised to initialised and unsealed."""
+    ca_file = tmp_path / "pinned" / "ca.pem"
+    ca_seed = ("-ca-seed=one enclave start",)
+    unpinned = lambda port: attested_outputs(port, key_server, None, cluster_id="not pinned")  # noqa: E731
+    empty = go_listener(testcert, provider, tmp_path / "empty", key_server.url, ENCLAVE_CLAIMS, *ca_seed, store=())
+
+    refused = verify_go_enclave(empty, unpinned, key_server, tmp_path, "--ca-file", str(ca_file))
+    assert refused.returncode == 1
+    assert "NOT TRUSTED: the store is not initialised: whoever runs `bao operator init` first" in refused.stderr
+    assert (refused.stdout, ca_file.parent.exists()) == ("", False)
+
+    initialising = verify_go_enclave(empty, unpinned, key_server, tmp_path, "--init", "--ca-file", str(ca_file))
+    assert initialising.returncode == 0, initialising.stderr
+    assert "store not initialised" in initialising.stderr
+    assert "the store is NOT initialised: run `bao operator init` now" in initialising.stderr
+    assert f"export BAO_CACERT={ca_file}" in initialising.stdout.splitlines()
+    pinned = ca_file.read_bytes()
+    assert x509.load_pem_x509_certificate(pinned) == embedded_ca((empty / "listener.crt").read_bytes())
+
+    # `bao operator init` (and unseal): the enclave re-issues its certificate binding the new store.
+    serving = go_listener(testcert, provider, tmp_path / "serving", key_server.url, ENCLAVE_CLAIMS, *ca_seed)
+    unrecorded = verify_go_enclave(serving, unpinned, key_server, tmp_path, "--ca-file", str(ca_file))
+    assert unrecorded.returncode == 1
+    assert (
+        f"NOT TRUSTED: the store is initialised (cluster id {CLUSTER_ID}), but this stack pins no cluster id "
+        "(vaultEnclave.clusterId is 'not pinned'): after the first `bao operator init`, run "
+        "`scripts/verify.py --record-cluster-id` and `pulumi up` to pin it" in unrecorded.stderr
+    )
+
+    recorded = verify_go_enclave(
+        serving, unpinned, key_server, tmp_path, "--record-cluster-id", "--ca-file", str(ca_file)
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.stdout == (
+        f"pulumi config set --stack prod --path confidential-vault:vault.clusterId {CLUSTER_ID}\n"
+    )
+    assert ca_file.read_bytes() == pinned, "recording writes nothing"
+
+    # `pulumi config set …` and `pulumi up`: the stack output names the store, and verify.py trusts it as usual.
+    pinned_outputs = lambda port: attested_outputs(port, key_server, None)  # noqa: E731
+    verified = verify_go_enclave(serving, pinned_outputs, key_server, tmp_path, "--ca-file", str(ca_file))
+    assert verified.returncode == 0, verified.stderr
+    assert f"Shamir unseal, store {CLUSTER_ID}" in verified.stderr
+
+
+def test_recording_refuses_an_endpoint_with_another_ca_than_the_pinned_one(
+    testcert: Path, provider: Provider, key_server: KeyServer, tmp_path: Path
+) -> None:
+    """A restart (or another server) between `bao operator init` and the recording: the store it serves now may be
+    one the host initialised, so its id is not recorded."""
+    ca_file = tmp_path / "ca.pem"
+    first = go_listener(testcert, provider, tmp_path / "first", key_server.url, ENCLAVE_CLAIMS, store=())
+    unpinned = lambda port: attested_outputs(port, key_server, None, cluster_id="not pinned")  # noqa: E731
+    missing = verify_go_enclave(first, unpinned, key_server, tmp_path, "--record-cluster-id", "--ca-file", str(ca_file))
+    assert missing.returncode == 2
+    assert "--record-cluster-id needs the CA file pinned when the store was initialised" in missing.stderr
+
+    initialised = verify_go_enclave(first, unpinned, key_server, tmp_path, "--init", "--ca-file", str(ca_file))
+    assert initialised.returncode == 0, initialised.stderr
+    restarted = go_listener(
+        testcert,
+        provider,
+        tmp_path / "restarted",
+        key_server.url,
+        ENCLAVE_CLAIMS,
+        store=("-initialized", f"-cluster-id={HOST_CLUSTER_ID}"),
+    )
+    result = verify_go_enclave(
+        restarted, unpinned, key_server, tmp_path, "--record-cluster-id", "--ca-file", str(ca_file)
+    )
+    assert result.returncode == 1
+    assert f"NOT TRUSTED: {HOST} presents another CA key than the one pinned in {ca_file}" in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_go_enclave_serving_another_store_is_refused(
+    testcert: Path, provider: Provider, key_server: KeyServer, tmp_path: Path
+) -> None:
+    """The attack of issue 20: the host points the genuine enclave at a store it initialised (or a wiped one)."""
+    ca_file = tmp_path / "pinned" / "ca.pem"
+    outputs = lambda port: attested_outputs(port, key_server, SEAL_KEY_ID)  # noqa: E731
+    flags = (f"-seal-key-id={SEAL_KEY_ID}",)
+    swapped = go_listener(
+        testcert,
+        provider,
+        tmp_path / "swapped",
+        key_server.url,
+        ENCLAVE_CLAIMS,
+        *flags,
+        store=("-initialized", f"-cluster-id={HOST_CLUSTER_ID}"),
+    )
+    wiped = go_listener(testcert, provider, tmp_path / "wiped", key_server.url, ENCLAVE_CLAIMS, *flags, store=())
+
+    result = verify_go_enclave(swapped, outputs, key_server, tmp_path, "--ca-file", str(ca_file))
+    assert result.returncode == 1
+    assert (
+        f"NOT TRUSTED: the enclave serves the store with cluster id {HOST_CLUSTER_ID}, not this stack's {CLUSTER_ID}"
+        in result.stderr
+    )
+    result = verify_go_enclave(wiped, outputs, key_server, tmp_path, "--ca-file", str(ca_file))
+    assert result.returncode == 1
+    assert "NOT TRUSTED: the store is not initialised" in result.stderr
+    assert not ca_file.parent.exists()
+
+
+def test_a_sealed_go_enclave_is_pinned_only_with_allow_sealed(
+    testcert: Path, provider: Provider, key_server: KeyServer, tmp_path: Path
+) -> None:
+    """A Shamir store after a restart: initialised, sealed until the operator sends unseal shares through the CA."""
+    ca_file = tmp_path / "ca.pem"
+    sealed = go_listener(
+        testcert, provider, tmp_path / "sealed", key_server.url, ENCLAVE_CLAIMS, store=("-initialized",)
+    )
+    outputs = lambda port: attested_outputs(port, key_server, None)  # noqa: E731
+
+    refused = verify_go_enclave(sealed, outputs, key_server, tmp_path, "--ca-file", str(ca_file))
+    assert refused.returncode == 1
+    assert "NOT TRUSTED: the store is initialised but sealed" in refused.stderr
+    assert not ca_file.exists()
+
+    accepted = verify_go_enclave(sealed, outputs, key_server, tmp_path, "--allow-sealed", "--ca-file", str(ca_file))
+    assert accepted.returncode == 0, accepted.stderr
+    assert "store sealed" in accepted.stderr
+    assert "the store is sealed: unseal it, then run verify.py again" in accepted.stderr
+    assert x509.load_pem_x509_certificate(ca_file.read_bytes()) == embedded_ca((sealed / "listener.crt").read_bytes())
+
+
+def test_a_go_enclave_unsealing_with_a_previous_key_the_stack_does_not_expect_is_refused(
+    testcert: Path, provider: Provider, key_server: KeyServer, tmp_path: Path
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    rotating = go_listener(
+        testcert,
+        provider,
+        tmp_path / "rotating",
+        key_server.url,
+        ENCLAVE_CLAIMS,
+        f"-seal-key-id={SEAL_KEY_ID}",
+        f"-previous-seal-key-id={PREVIOUS_KEY_ID}",
+    )
+    finished = lambda port: attested_outputs(port, key_server, SEAL_KEY_ID)  # noqa: E731
+    refused = verify_go_enclave(rotating, finished, key_server, tmp_path, "--ca-file", str(ca_file))
+    assert refused.returncode == 1
+    assert f"NOT TRUSTED: the enclave also unseals with the previous key '{PREVIOUS_KEY_ID}', but this stack " in (
+        refused.stderr
+    )
+    assert not ca_file.exists()
+
+    during = lambda port: attested_outputs(port, key_server, SEAL_KEY_ID, previous_seal_key_id=PREVIOUS_KEY_ID)  # noqa: E731
+    accepted = verify_go_enclave(rotating, during, key_server, tmp_path, "--ca-file", str(ca_file))
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"seal key {SEAL_KEY_ID} (previous {PREVIOUS_KEY_ID})" in accepted.stderr
 
 
 def test_the_key_set_comes_over_verified_tls_without_redirects(provider: Provider, key_server: KeyServer) -> None:

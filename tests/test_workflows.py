@@ -6,6 +6,7 @@ person) and the state-backend bootstrap script.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -215,20 +216,18 @@ def test_deploy_updates_dev_on_pushes_to_main() -> None:
         assert job["concurrency"]["cancel-in-progress"] is False  # an interrupted `up` leaves a locked stack
 
 
-def test_ci_fetches_reference_data_before_running_the_project_ci() -> None:
+def test_ci_runs_the_project_ci_on_the_checkout_alone() -> None:
+    """A bare clone is enough (charts vendored in charts/): the job checks out and runs .ci/run, nothing else."""
     workflow = load("ci")
     assert {"push", "pull_request"} <= set(triggers(workflow))
     [job] = workflow["jobs"].values()
-    runs = [step.get("run", "") for step in job["steps"]]
+    runs = [step["run"] for step in job["steps"] if "run" in step]
     uses = [step.get("uses", "") for step in job["steps"]]
-    # The pinned Helm comes with requirements-dev.txt (tools/helm.py), which the fetch step installs.
+    # The pinned Helm comes with requirements-dev.txt (tools/helm.py), which .ci/run installs.
     assert not any(action.startswith("azure/setup-helm@") for action in uses)
-    fetch = next(index for index, run in enumerate(runs) if "scripts/fetch_reference.py" in run)
-    ci = next(index for index, run in enumerate(runs) if "bash .ci/run" in run)
-    assert fetch < ci
-    assert 'CV_REFERENCE_DIR=$RUNNER_TEMP/reference" >> "$GITHUB_ENV"' in runs[fetch]
-    assert '"$RUNNER_TEMP/reference"' in runs[fetch]
-    assert "-r requirements-dev.txt" in runs[fetch]
+    assert runs == ["bash .ci/run"]
+    assert "env" not in job
+    assert all("env" not in step for step in job["steps"])
 
 
 def test_ci_script_lints_workflows_before_the_tests() -> None:
@@ -348,3 +347,91 @@ def test_signing_key_only_reaches_the_approved_publish_job() -> None:
     assert checkouts
     for step in checkouts:
         assert step["with"]["persist-credentials"] is False
+
+
+def test_published_image_is_signed_by_digest_with_cosign_keyless_and_released_with_its_measurements() -> None:
+    """Version tags publish to GHCR: the image is signed by digest (Sigstore keyless, the job's OIDC identity) and
+    the tag's release notes carry the measurements a stack pins; branch and pull-request builds publish nothing."""
+    workflow = load("ego-openbao-image")
+    on = triggers(workflow)
+    assert on["push"]["tags"] == ["ego-openbao-v*"]
+    assert "tags" not in (on.get("pull_request") or {})
+    publish = workflow["jobs"]["publish"]
+    assert publish["if"] == "${{ startsWith(github.ref, 'refs/tags/ego-openbao-v') }}"
+    assert publish["permissions"] == {"contents": "write", "packages": "write", "id-token": "write"}
+    # Only the publish job may write or mint an OIDC token; the PR build runs the PR's own scripts.
+    for job_id, job in workflow["jobs"].items():
+        if job_id != "publish":
+            assert set(job.get("permissions", {}).values()) <= {"read", "none"}, job_id
+    assert workflow["permissions"] == {"contents": "read"}
+
+    publish_steps = publish["steps"]
+    text = (WORKFLOWS / "ego-openbao-image.yml").read_text()
+    installer = next(step for step in publish_steps if step.get("uses", "").startswith("sigstore/cosign-installer@"))
+    sha = installer["uses"].rsplit("@", 1)[1]
+    assert re.fullmatch(r"[0-9a-f]{40}", sha), "cosign-installer is pinned by commit SHA"
+    assert re.search(rf"sigstore/cosign-installer@{sha} # v\d+\.\d+\.\d+\n", text), "with its version as a comment"
+
+    runs = [(index, step.get("run", "")) for index, step in enumerate(publish_steps)]
+    pushed = next(index for index, run in runs if "build.sh" in run and "--push" in run)
+    smoke = next(index for index, run in runs if "smoke-test.sh" in run)
+    signs = [(index, run) for index, run in runs if "cosign sign" in run]
+    assert len(signs) == 1
+    sign_index, sign = signs[0]
+    assert pushed < smoke < sign_index, "only a pushed image that passed the smoke test is signed"
+    assert publish_steps.index(installer) < sign_index
+    command = next(line.strip() for line in sign.splitlines() if line.strip().startswith("cosign sign"))
+    # Keyless (no --key) and by digest, never by tag.
+    assert command == 'cosign sign --yes "ghcr.io/${OWNER,,}/ego-openbao@${DIGEST}"'
+    sign_step = publish_steps[sign_index]
+    assert sign_step["env"]["DIGEST"] == "${{ steps.image.outputs.digest }}"
+
+    notes_index, notes = next((index, run) for index, run in runs if '> "$RUNNER_TEMP/release-notes.md"' in run)
+    release_index, release = next((index, run) for index, run in runs if "gh release create" in run)
+    assert sign_index < notes_index < release_index
+    for field in (
+        "vault.enclave.uniqueId (MRENCLAVE)",
+        "vault.enclave.signerId (MRSIGNER)",
+        "vault.enclave.productId",
+        "vault.enclave.securityVersion",
+    ):
+        assert field in notes
+    assert 'product_id="$(enclave_field productID)"' in notes
+    assert 'security_version="$(enclave_field securityVersion)"' in notes
+    assert '--notes-file "$RUNNER_TEMP/release-notes.md"' in release
+    assert publish_steps[release_index]["env"] == {"GH_TOKEN": "${{ github.token }}"}
+
+
+def test_release_notes_step_writes_the_measurements_it_is_given(tmp_path: Path) -> None:
+    """Run the notes step's own script with bash: the table holds exactly the build's outputs and enclave.json's."""
+    workflow = load("ego-openbao-image")
+    step = next(step for step in workflow["jobs"]["publish"]["steps"] if "release-notes.md" in step.get("run", ""))
+    env = {
+        "PATH": os.environ["PATH"],
+        "OWNER": "Example-Org",
+        "REPOSITORY": "Example-Org/confidential-vault",
+        "UNIQUE_ID": "a" * 64,
+        "SIGNER_ID": "b" * 64,
+        "DIGEST": "sha256:" + "c" * 64,
+        "GITHUB_REF_NAME": "ego-openbao-v2.6.2-ego1.9.0",
+        "GITHUB_REF": "refs/tags/ego-openbao-v2.6.2-ego1.9.0",
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    }
+    result = subprocess.run(
+        ["bash", "-e", "-c", step["run"]], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    enclave = json.loads((PROJECT_ROOT / "images" / "ego-openbao" / "enclave.json").read_text())
+    notes = (tmp_path / "release-notes.md").read_text().splitlines()
+    assert notes[0] == "### ego-openbao 2.6.2-ego1.9.0"
+    assert f"| image | `ghcr.io/example-org/ego-openbao@sha256:{'c' * 64}` |" in notes
+    assert f"| vault.enclave.uniqueId (MRENCLAVE) | `{'a' * 64}` |" in notes
+    assert f"| vault.enclave.signerId (MRSIGNER) | `{'b' * 64}` |" in notes
+    assert f"| vault.enclave.productId | `{enclave['productID']}` |" in notes
+    assert f"| vault.enclave.securityVersion | `{enclave['securityVersion']}` |" in notes
+    assert (
+        "  --certificate-identity https://github.com/Example-Org/confidential-vault/.github/workflows/"
+        "ego-openbao-image.yml@refs/tags/ego-openbao-v2.6.2-ego1.9.0 \\"
+    ) in notes
+    assert (tmp_path / "summary.md").read_text().splitlines() == notes

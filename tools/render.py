@@ -2,9 +2,10 @@
 
 `render_release(inputs)` takes one `kubernetes:helm.sh/v3:Release` registration's inputs (chart, version, release
 name, namespace and exactly the values the program passes, secrets unwrapped) and runs the pinned Helm
-(`tools/helm.py`) offline on the chart tree in the reference directory:
+(`tools/helm.py`) offline on the chart the Release names — the vendored archive `./charts/<chart>-<version>.tgz`,
+resolved against the project tree it came from (`root`, default this checkout), the same bytes the cluster gets:
 
-    helm template <name> <reference>/charts/<chart>/<version>/chart --namespace <namespace> \
+    helm template <name> <root>/charts/<chart>-<version>.tgz --namespace <namespace> \
         --values <values as JSON> --kube-version 1.33.0 --api-versions <custom resource APIs> \
         --skip-tests --include-crds
 
@@ -44,8 +45,9 @@ KUBE_VERSION = "1.33.0"
 # and Argo CD ship these CRDs); charts check them with .Capabilities.APIVersions.Has (e.g. before a ServiceMonitor).
 # `render_releases` derives the set from the CRDs the releases really render; this is only its first guess.
 PLATFORM_API_VERSIONS = ("argoproj.io/v1alpha1", "monitoring.coreos.com/v1", "traefik.io/v1alpha1")
-# Inputs of a Release this renderer cannot reproduce: refusing beats rendering something else.
-_UNSUPPORTED_INPUTS = ("valueYamlFiles", "postrender", "dependencyUpdate", "devel")
+# Inputs of a Release this renderer cannot reproduce: refusing beats rendering something else. A chart repository
+# (`repositoryOpts`) would be read at install time, not the vendored bytes: the program never passes one.
+_UNSUPPORTED_INPUTS = ("valueYamlFiles", "postrender", "dependencyUpdate", "devel", "repositoryOpts")
 _MESSAGE_LINE_LIMIT = 400
 
 
@@ -60,27 +62,32 @@ class _Loader(yaml.CSafeLoader):
 _Loader.add_constructor("tag:yaml.org,2002:value", _Loader.construct_yaml_str)
 
 
-def reference_dir() -> Path:
-    """Chart trees and CRD schemas (`CV_REFERENCE_DIR`, default ../shared/reference; scripts/fetch_reference.py)."""
-    configured = os.environ.get("CV_REFERENCE_DIR")
-    return Path(configured) if configured else PROJECT_ROOT.parent / "shared" / "reference"
-
-
-def chart_tree(chart: str, version: str, reference: Path | None = None) -> Path:
-    """The unpacked chart `chart` at `version` in the reference directory (dependencies vendored)."""
-    reference = reference or reference_dir()
-    tree = reference / "charts" / chart / version / "chart"
-    index_file = reference / "index.json"
-    if index_file.is_file():
-        entry = json.loads(index_file.read_text()).get("charts", {}).get(chart, {})
-        if entry.get("version") == version and entry.get("chart"):
-            tree = reference / entry["chart"]
-    if not (tree / "Chart.yaml").is_file():
+def chart_path(inputs: Mapping[str, Any], root: Path = PROJECT_ROOT) -> Path:
+    """The chart a Release installs: its `chart` as a path (an archive or a chart directory), a relative one taken
+    from `root`, the project directory Pulumi runs the program in."""
+    chart = Path(str(inputs["chart"]))
+    path = chart if chart.is_absolute() else root / chart
+    if not (path.is_file() or (path / "Chart.yaml").is_file()):
         raise RenderError(
-            f"no chart tree for {chart} {version} at {tree}: run scripts/fetch_reference.py <dir> and set "
-            "CV_REFERENCE_DIR=<dir>"
+            f"release {inputs.get('name')!r}: no chart at {path} ({inputs['chart']} {inputs.get('version')}); "
+            "the program installs vendored charts: scripts/vendor_charts.py <chart> <version>"
         )
-    return tree
+    return path
+
+
+def chart_label(inputs: Mapping[str, Any]) -> str:
+    """`<chart> <version>` of a Release, the chart named as its archive or directory is."""
+    name = Path(str(inputs["chart"])).name
+    version = str(inputs.get("version") or "")
+    name = name.removesuffix(".tgz").removesuffix(f"-{version}") if version else name.removesuffix(".tgz")
+    return f"{name} {version}".strip()
+
+
+def _chart_identity(path: Path) -> str:
+    """What a render depends on: an archive's bytes (two checkouts of one chart render once), a directory's path."""
+    if path.is_file():
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return str(path)
 
 
 def drop_nulls(value: Any) -> Any:
@@ -93,20 +100,26 @@ def drop_nulls(value: Any) -> Any:
 
 
 def render_release(
-    inputs: Mapping[str, Any], *, api_versions: Collection[str] = PLATFORM_API_VERSIONS, cache: bool = True
+    inputs: Mapping[str, Any],
+    *,
+    api_versions: Collection[str] = PLATFORM_API_VERSIONS,
+    cache: bool = True,
+    root: Path = PROJECT_ROOT,
 ) -> list[dict[str, Any]]:
     """Every object Helm renders for one Release registration (`Registration.inputs`), None documents removed.
 
     `api_versions` are the custom resource APIs the cluster serves (built-in Kubernetes APIs are always there).
-    `cache=False` runs Helm again even for inputs it rendered before. The result is a fresh copy: callers may
-    change it.
+    `cache=False` runs Helm again even for inputs it rendered before. `root` is the project tree the program ran
+    in (its relative chart paths are taken from there). The result is a fresh copy: callers may change it.
     """
     unsupported = sorted(key for key in _UNSUPPORTED_INPUTS if inputs.get(key))
     if unsupported:
         raise RenderError(f"release {inputs.get('name')!r}: inputs {unsupported} are not supported by the renderer")
     values = inputs.get("values") or {}
+    chart = chart_path(inputs, root)
     request = {
-        "chart": str(chart_tree(str(inputs["chart"]), str(inputs["version"]))),
+        "chart": str(chart),
+        "label": chart_label(inputs),
         "name": str(inputs["name"]),
         "namespace": str(inputs.get("namespace") or "default"),
         "values": values if inputs.get("allowNullValues") else drop_nulls(values),
@@ -116,7 +129,8 @@ def render_release(
     }
     if not cache:
         return copy.deepcopy(_helm_template(request))
-    key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+    identity = {**request, "chart": _chart_identity(chart)}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     with _cache_lock:
         pending = _cache.get(key)
         owner = pending is None
@@ -169,7 +183,7 @@ def _helm_template(request: Mapping[str, Any]) -> list[dict[str, Any]]:
             "HELM_DATA_HOME": f"{scratch}/data",
         }
         result = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
-    label = f"helm template {request['name']} ({Path(request['chart']).parent.parent.name})"
+    label = f"helm template {request['name']} ({request['label']})"
     if result.returncode != 0 or result.stderr.strip():
         raise RenderError(f"{label} failed:\n{_shorten(result.stderr)}")
     try:
@@ -217,7 +231,7 @@ def served_api_versions(objects: Iterable[Mapping[str, Any]]) -> set[str]:
     return served
 
 
-def render_releases(releases: Sequence[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+def render_releases(releases: Sequence[Mapping[str, Any]], root: Path = PROJECT_ROOT) -> list[list[dict[str, Any]]]:
     """Render the releases of one program run together, in parallel, with the cluster's API versions.
 
     The custom resource APIs a chart sees are those whose CRDs these very releases install (the cluster of a
@@ -227,10 +241,10 @@ def render_releases(releases: Sequence[Mapping[str, Any]]) -> list[list[dict[str
     """
     charts = tuple(sorted({(str(inputs["chart"]), str(inputs["version"])) for inputs in releases}))
     guess = _served_by_charts.get(charts, frozenset(PLATFORM_API_VERSIONS))
-    rendered = _render_all(releases, guess)
+    rendered = _render_all(releases, guess, root)
     served = frozenset().union(*(served_api_versions(objects) for objects in rendered))
     if served != guess:
-        rendered = _render_all(releases, served)
+        rendered = _render_all(releases, served, root)
     _served_by_charts[charts] = served
     return rendered
 
@@ -238,9 +252,11 @@ def render_releases(releases: Sequence[Mapping[str, Any]]) -> list[list[dict[str
 _served_by_charts: dict[tuple[tuple[str, str], ...], frozenset[str]] = {}
 
 
-def _render_all(releases: Sequence[Mapping[str, Any]], api_versions: Collection[str]) -> list[list[dict[str, Any]]]:
+def _render_all(
+    releases: Sequence[Mapping[str, Any]], api_versions: Collection[str], root: Path
+) -> list[list[dict[str, Any]]]:
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(releases)))) as pool:
-        return list(pool.map(lambda inputs: render_release(inputs, api_versions=api_versions), releases))
+        return list(pool.map(lambda inputs: render_release(inputs, api_versions=api_versions, root=root), releases))
 
 
 # Built-in kinds that are not namespaced (the custom ones say so in their CRD's `spec.scope`).

@@ -1,7 +1,7 @@
 """Rendered-manifest diff: the Kubernetes objects a change adds, removes and changes, stack by stack.
 
     python -m tools.render_diff [--base origin/main] [--head REV] [--stack dev ...] [--output-dir DIR]
-                                [--fetch-charts] [--repo PATH]
+                                [--repo PATH]
 
 Each side — the base revision, and the head: a revision, or by default the working tree with its uncommitted
 changes — has its program run under the test harness's mocks (`tests/harness.py` of that very tree, in a
@@ -15,8 +15,9 @@ Secrets never appear: the data of every Secret, and any value that contains a se
 "changed", never its content. The mocks make every run deterministic, so an unchanged object never shows up.
 
 Markdown goes to stdout, or with `--output-dir` into `<dir>/<stack>.md` (what the preview workflow posts as one
-comment per stack). Chart trees come from the reference directory (`CV_REFERENCE_DIR`); `--fetch-charts` pulls
-missing ones (a chart bump needs the new version) with the pinned Helm.
+comment per stack). Each side's charts are the archives vendored in that side's own tree (`charts/`, the files its
+Releases name), so a chart bump renders the old archive on the base side and the new one on the head side, and
+nothing outside the repository is read.
 
 Exit codes: 0 the report was made (changes or not), 1 a side could not be run or rendered (the report says
 why), 2 bad arguments (e.g. an unknown revision).
@@ -36,21 +37,18 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.helm import helm_binary
 from tools.render import (
     RELEASE_TYPE,
     RenderError,
-    chart_tree,
+    chart_label,
     effective_namespace,
     integral,
     object_id,
-    reference_dir,
     render_releases,
 )
 
@@ -173,13 +171,10 @@ def secret_strings(raw: Any, inside: bool = False) -> Iterator[str]:
         yield str(raw)
 
 
-def render_side(registrations: list[dict[str, Any]], fetch_charts: bool) -> dict[str, Entry]:
-    """Every object of one stack on one side, by id."""
+def render_side(registrations: list[dict[str, Any]], tree: Path) -> dict[str, Entry]:
+    """Every object of one stack on one side, by id; `tree` is that side's project tree (its vendored charts)."""
     releases = [r for r in registrations if r["type"] == RELEASE_TYPE]
-    if fetch_charts:
-        for release in releases:
-            ensure_chart(release["inputs"])
-    rendered = render_releases([release["inputs"] for release in releases])
+    rendered = render_releases([release["inputs"] for release in releases], root=tree)
     cluster_scoped = {
         obj["spec"]["names"]["kind"]
         for objects in rendered
@@ -196,7 +191,7 @@ def render_side(registrations: list[dict[str, Any]], fetch_charts: bool) -> dict
 
     for release, objects in zip(releases, rendered, strict=True):
         inputs = release["inputs"]
-        origin = f"release {inputs['name']} ({inputs['chart']} {inputs['version']})"
+        origin = f"release {inputs['name']} ({chart_label(inputs)})"
         for obj in objects:
             add(origin, obj, effective_namespace(obj, str(inputs.get("namespace") or "default"), cluster_scoped))
     for registration in registrations:
@@ -206,56 +201,27 @@ def render_side(registrations: list[dict[str, Any]], fetch_charts: bool) -> dict
     return entries
 
 
-def ensure_chart(inputs: Mapping[str, Any]) -> None:
-    """Pull a chart tree the reference directory lacks (`helm pull --untar`, dependencies included)."""
-    with _pull_lock:  # both sides may need the same chart at once
-        _pull_if_missing(inputs)
-
-
-_pull_lock = threading.Lock()
-
-
-def _pull_if_missing(inputs: Mapping[str, Any]) -> None:
-    chart, version = str(inputs["chart"]), str(inputs["version"])
-    try:
-        chart_tree(chart, version)
-        return
-    except RenderError:
-        pass
-    repository = (inputs.get("repositoryOpts") or {}).get("repo")
-    if not repository:
-        raise SideError(f"chart {chart} {version} has no repository to pull it from")
-    destination = reference_dir() / "charts" / chart / version
-    with tempfile.TemporaryDirectory(prefix="cv-pull-") as scratch:
-        pulled = subprocess.run(
-            [str(helm_binary()), "pull", chart, "--repo", repository, "--version", version, "--untar", "-d", scratch],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if pulled.returncode != 0:
-            raise SideError(f"helm pull {chart} {version} from {repository}: {pulled.stderr.strip()}")
-        destination.mkdir(parents=True, exist_ok=True)
-        (Path(scratch) / chart).rename(destination / "chart")
-
-
-def load_side(repo: Path, revision: str | None, stacks: Sequence[str], fetch_charts: bool) -> Side:
+def load_side(repo: Path, revision: str | None, stacks: Sequence[str]) -> Side:
     """Run and render one side; a failure is recorded on the side, not raised."""
     side = Side(WORKING_TREE if revision is None else describe(repo, revision))
     try:
         if revision is None:
-            collected = collect(repo, stacks)
+            _collect_and_render(side, repo, stacks)
         else:
             with tempfile.TemporaryDirectory(prefix="cv-tree-") as tree:
                 unpack(repo, revision, Path(tree))
-                collected = collect(Path(tree), stacks)
-        for stack, registrations in collected["stacks"].items():
-            # Known before rendering, so that even Helm's error messages are masked.
-            side.secrets[stack] = {secret for r in registrations for secret in secret_strings(r["raw_inputs"])}
-            side.stacks[stack] = render_side(registrations, fetch_charts)
+                _collect_and_render(side, Path(tree), stacks)
     except (SideError, RenderError) as error:
         side.error = str(error)
     return side
+
+
+def _collect_and_render(side: Side, tree: Path, stacks: Sequence[str]) -> None:
+    collected = collect(tree, stacks)
+    for stack, registrations in collected["stacks"].items():
+        # Known before rendering, so that even Helm's error messages are masked.
+        side.secrets[stack] = {secret for r in registrations for secret in secret_strings(r["raw_inputs"])}
+        side.stacks[stack] = render_side(registrations, tree)
 
 
 # --- comparing ---------------------------------------------------------------------------------
@@ -446,16 +412,14 @@ def report(base: Side, head: Side, stacks: Sequence[str]) -> dict[str, str]:
     return reports
 
 
-def run(
-    repo: Path, base: str, head: str | None, stacks: Sequence[str], fetch_charts: bool = False
-) -> tuple[dict[str, str], bool]:
+def run(repo: Path, base: str, head: str | None, stacks: Sequence[str]) -> tuple[dict[str, str], bool]:
     """The report per stack and whether both sides rendered."""
     describe(repo, base)
     if head is not None:
         describe(repo, head)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        base_future = pool.submit(load_side, repo, base, stacks, fetch_charts)
-        head_future = pool.submit(load_side, repo, head, stacks, fetch_charts)
+        base_future = pool.submit(load_side, repo, base, stacks)
+        head_future = pool.submit(load_side, repo, head, stacks)
         base_side, head_side = base_future.result(), head_future.result()
     names = list(stacks) or sorted(set(base_side.stacks) | set(head_side.stacks))
     if not names and (base_side.error or head_side.error):
@@ -469,12 +433,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--head", help="head revision (default: the working tree, uncommitted changes included)")
     parser.add_argument("--stack", action="append", default=[], help="stack to report (repeatable; default: all)")
     parser.add_argument("--output-dir", type=Path, help="write <stack>.md files here instead of printing")
-    parser.add_argument("--fetch-charts", action="store_true", help="helm pull chart trees missing from the reference")
     parser.add_argument("--repo", type=Path, help="the git repository (default: the one holding this tool)")
     arguments = parser.parse_args(argv)
     repo = arguments.repo or PROJECT_ROOT
     try:
-        reports, rendered = run(repo, arguments.base, arguments.head, arguments.stack, arguments.fetch_charts)
+        reports, rendered = run(repo, arguments.base, arguments.head, arguments.stack)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -10,17 +10,20 @@ cross-key rules, `settings` the root model and `SECTION_RULES`. A new section is
 `Settings` (or in its parent section) and its rules in `SECTION_RULES`.
 
 How every problem is found in one run: each top-level key is validated on its own, secrets stored in plaintext are
-looked for in the raw config, and each rule runs on a view of the settings that holds only the keys that passed —
-a rule that reads a broken key is skipped, the others still report. A value that came from a secret is shown as
-`[secret]`, whatever the problem.
+looked for in the raw config, and each rule runs on a view of the settings that holds only the keys that passed,
+down to single fields of a section (a section with a broken field keeps its other fields) — a rule that reads a
+broken key is skipped, the others still report, also the rules that read only the good fields of a broken section.
+A value that came from a secret is shown as `[secret]`, whatever the problem.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
@@ -144,8 +147,58 @@ def _validated_keys(data: Mapping[str, Any]) -> tuple[list[Problem], dict[str, A
         try:
             valid[name] = _VALIDATORS[name].validate_python(given[name])
         except ValidationError as error:
-            problems += [problem_from(Settings, {**detail, "loc": (key, *detail["loc"])}) for detail in error.errors()]
+            details = error.errors()
+            problems += [problem_from(Settings, {**detail, "loc": (key, *detail["loc"])}) for detail in details]
+            section = _section_model(field.annotation)
+            if section is not None and isinstance(given[name], dict):
+                valid[name] = _partial(section, given[name], {tuple(detail["loc"]) for detail in details})
     return problems, valid
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of a section field (`X` or `X | None`); None for lists, maps and plain values."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    members = [arg for arg in get_args(annotation) if arg is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(members) == 1:
+        return _section_model(members[0])
+    return None
+
+
+def _partial(model: type[BaseModel], data: Mapping[str, Any], failed: set[tuple[str | int, ...]]) -> BaseModel:
+    """`model` built from `data` with every field that failed validation left out (reading it raises AttributeError).
+
+    `failed` holds the locations of the errors relative to `model`. A field with no error is validated on its own,
+    a nested section with errors is built the same way, so a rule that reads only good fields still runs.
+    """
+    values: dict[str, Any] = {}
+    given: set[str] = set()
+    left_out: list[str] = []
+    for name, field in model.model_fields.items():
+        key = next((key for key in (field.alias, name) if key is not None and key in data), None)
+        if key is None:
+            continue  # model_construct fills in the default; a required field stays unset, so reading it fails
+        given.add(name)
+        under = {loc[1:] for loc in failed if loc and loc[0] in (field.alias, name)}
+        nested = _section_model(field.annotation)
+        try:
+            if not under:
+                values[name] = _field_validator(model, name).validate_python(data[key])
+            elif nested is not None and isinstance(data[key], dict) and () not in under:
+                values[name] = _partial(nested, data[key], under)
+            else:
+                left_out.append(name)
+        except ValidationError:
+            left_out.append(name)
+    built = model.model_construct(_fields_set=given, **values)
+    for name in left_out:
+        vars(built).pop(name, None)
+    return built
+
+
+@functools.cache
+def _field_validator(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    return TypeAdapter(model.model_fields[name].rebuild_annotation())
 
 
 def _unknown_key(key: str, value: Any) -> Problem:
@@ -212,15 +265,23 @@ def _judged(rule: Callable[[Settings], list[Problem]], view: Settings) -> list[P
     try:
         return rule(view)
     except AttributeError as error:
-        missing = set(Settings.model_fields) - set(vars(view))
-        # A property reading a missing key surfaces under the property's name (Python retries `__getattr__`).
-        if (
-            missing
-            and error.obj is view
-            and (error.name in missing or isinstance(getattr(Settings, str(error.name), None), property))
-        ):
+        if _reads_left_out_field(error):
             return []
         raise
+
+
+def _reads_left_out_field(error: AttributeError) -> bool:
+    """Whether `error` comes from reading a field the view left out, at any depth (`_view`, `_partial`).
+
+    A model the program builds has every field set, so a missing one can only be a field that failed validation.
+    A property reading a missing field surfaces under the property's name (Python retries `__getattr__`).
+    """
+    obj = error.obj
+    if not isinstance(obj, BaseModel):
+        return False
+    missing = set(type(obj).model_fields) - set(vars(obj))
+    name = str(error.name)
+    return bool(missing) and (name in missing or isinstance(getattr(type(obj), name, None), property))
 
 
 def _listed(problems: list[Problem], secret: frozenset[str]) -> list[Problem]:

@@ -231,7 +231,8 @@ def set_but_inapplicable(
     """A problem for each of `names` the operator set although it does nothing here; secret values stay hidden."""
     problems = []
     for name in names:
-        if name not in section.model_fields_set:
+        # A field left out of a partly valid section (see `load_settings`) already has its own problem listed.
+        if name not in section.model_fields_set or name not in vars(section):
             continue
         value = getattr(section, name)
         got = None

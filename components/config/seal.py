@@ -83,7 +83,10 @@ class VaultUnsealSettings(Section):
     )
     purge_protection: bool | None = Field(
         default=None,
-        description="Forbid purging the deleted vault or key before retention ends (irreversible); default: on prod.",
+        description=(
+            "Always on with attested unseal (irreversible): a deleted vault or key cannot be purged before "
+            "retention ends; only true or unset are accepted."
+        ),
     )
     key_vault_name: (
         Annotated[
@@ -195,11 +198,13 @@ def unseal_problems(unseal: VaultUnsealSettings, settings: Settings) -> list[Pro
                 "the version the data is sealed with now, or unset",
             )
         )
-    if environment == "prod" and unseal.purge_protection is False:
+    # Recovery keys cannot decrypt a static seal: on any stack, a purged vault or key is the end of the data.
+    if unseal.purge_protection is False:
         problems.append(
             Problem(
                 "vault.unseal.purgeProtection",
-                "is refused on prod: a purged vault takes the seal key, and the data with it",
+                "is refused with vault.unseal.mode attested: a purged vault or key takes the seal key, and the data "
+                "with it",
                 "false",
                 "true or unset",
             )

@@ -91,6 +91,9 @@ EnclaveMeasurement = Annotated[
 # SGX keeps the product ID and the security version in 16 bits (ISVPRODID, ISVSVN); 0 is what an enclave.json without
 # them gets, never a deliberate release.
 SGX_UINT16_MAX = 65535
+# The lowest security version anything may trust: builds before 3 let the host replace the enclave's configuration
+# (EGo's MarbleRun premain) and attest neither the store nor the previous seal key (images/ego-openbao/README.md).
+MIN_SECURITY_VERSION = 3
 
 
 class VaultEnclave(Section):
@@ -110,7 +113,7 @@ class VaultEnclave(Section):
     )
     security_version: int | None = Field(
         default=None,
-        ge=1,
+        ge=MIN_SECURITY_VERSION,
         le=SGX_UINT16_MAX,
         description="Lowest SGX security version clients accept (enclave.json `securityVersion`); required on prod.",
     )
@@ -158,6 +161,12 @@ class VaultAttestation(Section):
     )
 
 
+# OpenBao's cluster_id (`uuid.GenerateUUID`): lower-case 8-4-4-4-12 hex, as `bao read sys/health` prints it (`\Z`:
+# `$` would let a trailing newline through).
+CLUSTER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+CLUSTER_ID_ALLOWED = "the store's cluster id as `scripts/verify.py --record-cluster-id` prints it (a lower-case UUID)"
+
+
 class VaultSettings(Section):
     """OpenBao, the secret store, in an SGX enclave (the signed EGo-OpenBao image)."""
 
@@ -171,6 +180,12 @@ class VaultSettings(Section):
     )
     sgx: VaultSgx = Field(default_factory=lambda: VaultSgx(), description="SGX options.")
     enclave: VaultEnclave = Field(default_factory=lambda: VaultEnclave(), description="Expected enclave identity.")
+    cluster_id: Annotated[str, check(CLUSTER_ID, "is not a store cluster id", CLUSTER_ID_ALLOWED)] | None = Field(
+        default=None,
+        description="The store clients trust: OpenBao's cluster id, set after the first `bao operator init` "
+        "(`scripts/verify.py --record-cluster-id` prints the command); unset: not pinned, clients refuse an "
+        "initialised store.",
+    )
     attestation: VaultAttestation = Field(
         default_factory=lambda: VaultAttestation(), description="Remote attestation of the enclave."
     )
@@ -253,7 +268,7 @@ def vault_environment_problems(settings: Settings) -> list[Problem]:
         (
             "securityVersion",
             vault.enclave.security_version,
-            "the lowest enclave.json `securityVersion` clients accept, 1 to 65535",
+            f"the lowest enclave.json `securityVersion` clients accept, {MIN_SECURITY_VERSION} to {SGX_UINT16_MAX}",
         ),
     )
     problems += [

@@ -5,20 +5,22 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"confidential-vault.internal/bootstrap/measured"
 )
 
-// MeasuredConfigPath is where enclave.json embeds the OpenBao server configuration (its `files` entry, part of
-// MRENCLAVE). The server the bootstrap prepares reads this file (and, for attested unseal, AttestedUnsealConfigPath)
-// and no other: the host's -config is dropped.
+// MeasuredConfigPath is where the bootstrap writes the OpenBao server configuration compiled into the binary
+// (measured.Server, part of MRENCLAVE; measuredfiles.go). The server the bootstrap prepares reads this file (and,
+// for attested unseal, AttestedUnsealConfigPath) and no other: the host's -config is dropped.
 const MeasuredConfigPath = "/etc/openbao/openbao.hcl"
 
-// AttestedUnsealConfigPath is the second measured file (enclave.json `files`): the `seal "static"` stanza that reads
+// AttestedUnsealConfigPath is the second measured file (measured.StaticSeal): the `seal "static"` stanza that reads
 // the key the enclave derives from the Key Vault release (keyrelease). The measured server adds it to
 // MeasuredConfigPath, and OpenBao merges the two, exactly when the host names a seal key (EnvSealKeyID); without it
 // OpenBao has no seal stanza and unseals with Shamir shares.
 const AttestedUnsealConfigPath = "/etc/openbao/seal-static.hcl"
 
-// The measured storage configurations (enclave.json `files`), one of which the measured server adds to
+// The measured storage configurations (measured.FileStorage, measured.PostgreSQLStorage), one of which the measured server adds to
 // MeasuredConfigPath as the host's EnvStorage names. Both are measured; the barrier encrypts whatever reaches either,
 // so the host's choice decides where the ciphertext lives (availability), never who can read it (README.md, Storage).
 const (
@@ -163,6 +165,13 @@ func PlanLaunch(args []string, lookupEnv func(string) (string, bool)) (Plan, err
 	}
 	if storageConfig, known := StorageConfigs[plan.Storage]; known {
 		plan.Args = append(plan.Args, "-config="+storageConfig)
+		if plan.Storage == "postgresql" {
+			// pgx would take the host's URL as it is: its server, its TLS settings, files it names (dburl.go).
+			url, _ := lookupEnv(EnvPostgreSQLURL)
+			if err := CheckPostgreSQLURL(url, measured.PostgreSQLHostSuffixes()); err != nil {
+				problems = append(problems, err.Error())
+			}
+		}
 	} else {
 		problems = append(problems, fmt.Sprintf("%s=%q is not a storage (allowed: file, postgresql)", EnvStorage, plan.Storage))
 	}

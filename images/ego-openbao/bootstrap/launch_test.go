@@ -250,7 +250,8 @@ func TestPlanLaunchAddsTheMeasuredStorageTheHostNames(t *testing.T) {
 	}{
 		{nil, FileStorageConfigPath}, // unset: file, as before the choice existed
 		{map[string]string{EnvStorage: "file"}, FileStorageConfigPath},
-		{map[string]string{EnvStorage: "postgresql"}, "/etc/openbao/storage-postgresql.hcl"},
+		{map[string]string{EnvStorage: "postgresql", EnvPostgreSQLURL: "postgres://openbao:pw@cv-a.postgres.database.azure.com/openbao?sslmode=verify-full"},
+			"/etc/openbao/storage-postgresql.hcl"},
 	}
 	for _, c := range cases {
 		lookup := func(name string) (string, bool) { value, set := c.env[name]; return value, set }
@@ -271,5 +272,29 @@ func TestPlanLaunchAddsTheMeasuredStorageTheHostNames(t *testing.T) {
 	if plan, err := PlanLaunch([]string{"server", "-dev"}, func(name string) (string, bool) { return "raft", name == EnvStorage }); err != nil ||
 		plan.Launch != DevServer {
 		t.Errorf("dev server: %+v, %v", plan, err)
+	}
+}
+
+// TestLaunchPlanChecksThePostgreSQLURL: with storage postgresql the plan refuses a URL the measured rules refuse
+// (dburl.go), and says so without the password; with storage file the URL is not read.
+func TestLaunchPlanChecksThePostgreSQLURL(t *testing.T) {
+	const password = "n0t-in-any-log"
+	env := map[string]string{
+		EnvStorage:       "postgresql",
+		EnvPostgreSQLURL: "postgres://openbao:" + password + "@cv-a.postgres.database.azure.com/openbao?sslmode=disable",
+	}
+	lookup := func(name string) (string, bool) { value, set := env[name]; return value, set }
+	_, err := PlanLaunch([]string{"server", "-config=/tmp/storageconfig.hcl"}, lookup)
+	if err == nil || !strings.Contains(err.Error(), "sslmode must be verify-full") || strings.Contains(err.Error(), password) {
+		t.Errorf("postgresql with sslmode=disable: %v", err)
+	}
+	env[EnvPostgreSQLURL] = strings.Replace(env[EnvPostgreSQLURL], "disable", "verify-full", 1)
+	if plan, err := PlanLaunch([]string{"server"}, lookup); err != nil || plan.Storage != "postgresql" {
+		t.Errorf("postgresql with a good URL: %+v, %v", plan, err)
+	}
+	env[EnvStorage] = "file"
+	env[EnvPostgreSQLURL] = "sslmode=disable"
+	if _, err := PlanLaunch([]string{"server"}, lookup); err != nil {
+		t.Errorf("storage file read the PostgreSQL URL: %v", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -32,71 +31,62 @@ const (
 	maxRetryDelay   = 15 * time.Minute
 )
 
-// Listener owns the listener key (generated here, never written outside dir) and keeps its certificate's
-// attestation fresh.
+// Listener owns the per-start leaf key (generated here, never written outside dir) and the listener CA key, and keeps
+// the leaf certificate's attestation fresh and true to the store OpenBao serves.
 type Listener struct {
-	config  Config
-	enclave Enclave
-	dir     string
-	key     *ecdsa.PrivateKey
-	binding []byte
-	logf    Logf
-	now     func() time.Time
+	config   Config
+	enclave  Enclave
+	dir      string
+	leafKey  *ecdsa.PrivateKey
+	caKey    *ecdsa.PrivateKey
+	caDER    []byte
+	identity Identity
+	logf     Logf
+	now      func() time.Time
+
+	// issueMu makes issuances one at a time (the refresh loop and the store watch both issue) and guards store, the
+	// store state the served certificate binds.
+	issueMu sync.Mutex
+	store   StoreState
 
 	mu           sync.Mutex
 	reloaders    []func() error
 	refreshAfter time.Duration
+	binding      []byte
 }
 
-// Identity is a listener key kept across restarts (keyrelease) and the data its attestation binds (binding version 2,
-// which names the seal key the enclave unseals with).
-type Identity struct {
-	Key     *ecdsa.PrivateKey
-	Binding []byte
-}
-
-// Start generates the listener key, binds it into an attestation token (or marks the certificate as simulated),
-// and writes the key and the certificate (PEM) to dir: in the enclave ListenerDir, so KeyPath and CertificatePath.
-// The token binds version 1 of the binding (Shamir unseal: there is no seal key to name).
+// Start is StartWith for Shamir unseal: a fresh CA key for this start and no seal key to name.
 func Start(config Config, enclave Enclave, dir string, logf Logf) (*Listener, error) {
-	return start(config, enclave, dir, logf, time.Now, nil)
+	return StartWith(config, enclave, dir, logf, Identity{})
 }
 
-// StartWith is Start with the listener key and the binding given (attested unseal: keyrelease.Prepare's), instead of
-// a new key and binding version 1.
+// StartWith generates this start's leaf key, issues the CA certificate for identity.CAKey (a fresh key when nil),
+// binds both keys, the identity and the store state into an attestation token (or marks the certificate as
+// simulated), and writes the leaf key and certificate (PEM) to dir: in the enclave ListenerDir, so KeyPath and
+// CertificatePath. The first certificate says the store is uninitialised: the bootstrap has not read OpenBao's
+// health yet (ObserveStore).
 func StartWith(config Config, enclave Enclave, dir string, logf Logf, identity Identity) (*Listener, error) {
-	if identity.Key == nil {
-		return nil, errors.New("a listener identity needs a key")
-	}
-	// Clients compare the binding's key digest with the certificate served: a binding for another key would only
-	// get the listener refused, so refuse it here, where the mistake is.
-	var bound struct {
-		ListenerSPKISHA256 string `json:"listener_spki_sha256"`
-	}
-	if err := json.Unmarshal(identity.Binding, &bound); err != nil {
-		return nil, fmt.Errorf("the listener binding is not JSON: %w", err)
-	}
-	if want, err := SPKISHA256(identity.Key.Public()); err != nil || bound.ListenerSPKISHA256 != want {
-		return nil, errors.New("the listener binding does not name the listener key")
-	}
-	return start(config, enclave, dir, logf, time.Now, &identity)
+	return start(config, enclave, dir, logf, time.Now, identity)
 }
 
-func start(config Config, enclave Enclave, dir string, logf Logf, now func() time.Time, identity *Identity) (*Listener, error) {
-	var key *ecdsa.PrivateKey
-	var binding []byte
-	if identity != nil {
-		key, binding = identity.Key, identity.Binding
-	} else {
-		var err error
-		if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-			return nil, fmt.Errorf("generating the listener key: %w", err)
-		}
-		if binding, err = BindingFor(key.Public()); err != nil {
+func start(config Config, enclave Enclave, dir string, logf Logf, now func() time.Time, identity Identity) (*Listener, error) {
+	// A fresh leaf key every start: it is the one key that lives in OpenBao's files, and the token binds it anew.
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating the listener key: %w", err)
+	}
+	caKey := identity.CAKey
+	if caKey == nil {
+		if caKey, err = newCAKey(); err != nil {
 			return nil, err
 		}
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	identity.CAKey = nil
+	caDER, err := issueCACertificate(caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the listener key: %w", err)
 	}
@@ -107,11 +97,30 @@ func start(config Config, enclave Enclave, dir string, logf Logf, now func() tim
 	if err := writeFileAtomically(filepath.Join(dir, filepath.Base(KeyPath)), keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	listener := &Listener{config: config, enclave: enclave, dir: dir, key: key, binding: binding, logf: logf, now: now}
+	listener := &Listener{config: config, enclave: enclave, dir: dir, leafKey: leafKey, caKey: caKey, caDER: caDER,
+		identity: identity, logf: logf, now: now}
 	if err := listener.Reissue(); err != nil {
 		return nil, err
 	}
 	return listener, nil
+}
+
+// CACertificate is the listener CA certificate (DER) this start serves inside every leaf: what clients pin, and
+// what the loopback health check trusts.
+func (l *Listener) CACertificate() []byte {
+	return append([]byte(nil), l.caDER...)
+}
+
+// LeafPublicKey is this start's leaf key: only this process holds its private half.
+func (l *Listener) LeafPublicKey() *ecdsa.PublicKey {
+	return &l.leafKey.PublicKey
+}
+
+// Binding is the enclave-held data of the certificate last issued.
+func (l *Listener) Binding() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.binding...)
 }
 
 // OnReissue registers a function that makes the server load the certificate file again (OpenBao's listener
@@ -122,19 +131,45 @@ func (l *Listener) OnReissue(reload func() error) {
 	l.reloaders = append(l.reloaders, reload)
 }
 
-// Reissue obtains a fresh token for the same key, writes a new certificate and has the server reload it.
+// Reissue obtains a fresh token for the same keys and store state, writes a new certificate and has the server
+// reload it.
 func (l *Listener) Reissue() error {
+	l.issueMu.Lock()
+	defer l.issueMu.Unlock()
+	return l.issue(l.store)
+}
+
+// ObserveStore re-issues the certificate with a fresh token when OpenBao's store state differs from the one the
+// served certificate binds; it reports whether it did. On error the old certificate and state stay, so the next
+// observation tries again.
+func (l *Listener) ObserveStore(state StoreState) (bool, error) {
+	l.issueMu.Lock()
+	defer l.issueMu.Unlock()
+	if state == l.store {
+		return false, nil
+	}
+	if err := l.issue(state); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// issue runs under issueMu.
+func (l *Listener) issue(store StoreState) error {
+	binding, err := encodeBinding(&l.leafKey.PublicKey, &l.caKey.PublicKey, l.identity, store)
+	if err != nil {
+		return err
+	}
 	now := l.now()
 	token := ""
 	refreshAfter := CertificateLifetime / 2
 	validUntil := "no token (simulation)"
 	if !l.config.Simulation {
-		var err error
-		token, err = l.enclave.CreateAzureAttestationToken(l.binding, l.config.MAAURL)
+		token, err = l.enclave.CreateAzureAttestationToken(binding, l.config.MAAURL)
 		if err != nil {
 			return fmt.Errorf("obtaining an attestation token from %s: %w", l.config.MAAURL, err)
 		}
-		facts, err := readOwnToken(token, l.binding)
+		facts, err := readOwnToken(token, binding)
 		if err != nil {
 			return fmt.Errorf("token from %s: %w", l.config.MAAURL, err)
 		}
@@ -142,7 +177,7 @@ func (l *Listener) Reissue() error {
 		refreshAfter = facts.expiresAt.Sub(facts.issuedAt) / 2
 		validUntil = "token valid until " + facts.expiresAt.UTC().Format(time.RFC3339)
 	}
-	leaf, err := issueCertificate(l.key, l.config, token, now)
+	leaf, err := issueCertificate(l.leafKey, l.caKey, l.caDER, l.config, token, now)
 	if err != nil {
 		return err
 	}
@@ -150,9 +185,11 @@ func (l *Listener) Reissue() error {
 	if err := writeFileAtomically(filepath.Join(l.dir, filepath.Base(CertificatePath)), certificatePEM, 0o644); err != nil {
 		return err
 	}
+	l.store = store
 
 	l.mu.Lock()
 	l.refreshAfter = refreshAfter
+	l.binding = binding
 	reloaders := append([]func() error(nil), l.reloaders...)
 	l.mu.Unlock()
 	var reloadErrors []error
@@ -165,7 +202,7 @@ func (l *Listener) Reissue() error {
 		return fmt.Errorf("the server did not reload the listener certificate: %w", errors.Join(reloadErrors...))
 	}
 	l.logf("listener certificate issued for %v %v, binding %s; %s; next refresh in %s",
-		l.config.DNSNames, l.config.IPAddresses, l.binding, validUntil, refreshAfter)
+		l.config.DNSNames, l.config.IPAddresses, binding, validUntil, refreshAfter)
 	return nil
 }
 

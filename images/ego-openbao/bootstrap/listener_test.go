@@ -165,8 +165,18 @@ func TestStartBindsTheListenerKeyIntoTheCertificatesToken(t *testing.T) {
 	if err := certificate.CheckSignatureFrom(issuer); err != nil {
 		t.Errorf("the embedded issuer did not sign the certificate: %v", err)
 	}
-	if err := issuer.CheckSignatureFrom(issuer); err != nil || !issuer.IsCA || !issuer.PublicKey.(*ecdsa.PublicKey).Equal(key.Public()) {
-		t.Errorf("the issuer is not a CA certificate self-signed with the listener key (%v)", err)
+	if err := issuer.CheckSignatureFrom(issuer); err != nil || !issuer.IsCA || !issuer.MaxPathLenZero ||
+		issuer.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign {
+		t.Errorf("the issuer is not a self-signed CA certificate, path length 0, certSign|CRLSign (%v)", err)
+	}
+	if issuer.PublicKey.(*ecdsa.PublicKey).Equal(key.Public()) {
+		t.Error("the CA key is the leaf key: the leaf key must be its own, per start")
+	}
+	caDigest := sha256.Sum256(issuer.RawSubjectPublicKeyInfo)
+	if want := "OpenBao attested listener CA " + hex.EncodeToString(caDigest[:8]); issuer.Subject.CommonName != want ||
+		!issuer.NotBefore.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) || !issuer.NotAfter.Equal(time.Date(2126, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("CA certificate %q valid %s to %s, want %q from 2026-01-01 to 2126-01-01", issuer.Subject.CommonName,
+			issuer.NotBefore, issuer.NotAfter, want)
 	}
 	if err := certificate.VerifyHostname("vault.example.com"); err != nil {
 		t.Error(err)
@@ -189,8 +199,13 @@ func TestStartBindsTheListenerKeyIntoTheCertificatesToken(t *testing.T) {
 
 	// What a client recomputes from the certificate alone: SHA-256 over the SubjectPublicKeyInfo as served.
 	spkiDigest := sha256.Sum256(certificate.RawSubjectPublicKeyInfo)
-	want := `{"v":1,"purpose":"confidential-vault/openbao-listener","listener_spki_sha256":"` +
-		hex.EncodeToString(spkiDigest[:]) + `"}`
+	if want := "OpenBao attested listener " + hex.EncodeToString(spkiDigest[:8]); certificate.Subject.CommonName != want {
+		t.Errorf("leaf subject %q, want %q", certificate.Subject.CommonName, want)
+	}
+	// Shamir (Start): no seal key fields; the first certificate of a start has not read OpenBao's health yet.
+	want := `{"v":3,"purpose":"confidential-vault/openbao-listener","listener_spki_sha256":"` +
+		hex.EncodeToString(spkiDigest[:]) + `","ca_spki_sha256":"` + hex.EncodeToString(caDigest[:]) +
+		`","seal_key_id":"","previous_seal_key_id":"","release_jwk_thumbprint":"","initialized":false,"cluster_id":""}`
 	held, err := base64.RawURLEncoding.DecodeString(claims["x-ms-sgx-ehd"].(string))
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +304,7 @@ func TestReissuedCertificateVerifiesAgainstThePinnedOne(t *testing.T) {
 		t.Errorf("a client that pinned the first certificate rejects the reissued one: %v", err)
 	}
 
-	// Another enclave (another key) is not trusted through the pin, even with the same names.
+	// Another Shamir start (another CA key) is not trusted through the pin, even with the same names.
 	otherDir := t.TempDir()
 	if _, err := Start(testConfig, newProvider(), otherDir, discard); err != nil {
 		t.Fatal(err)
@@ -383,3 +398,5 @@ func TestRefreshRunsAtHalfTheTokenLifeAndRetriesWithBackoff(t *testing.T) {
 			failures, unserved, logged)
 	}
 }
+
+func base64URL(text string) string { return base64.RawURLEncoding.EncodeToString([]byte(text)) }

@@ -1,7 +1,6 @@
 package keyrelease
 
 import (
-	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,8 +8,6 @@ import (
 	"errors"
 	"math/big"
 	"strings"
-
-	"confidential-vault.internal/bootstrap"
 )
 
 // The enclave attests two documents, each as the runtime data of one MAA attestation:
@@ -18,45 +15,13 @@ import (
 //  1. For Key Vault, the wrapping key as a JSON Web Key Set, the form Key Vault documents for a release target, as
 //     runtime data of type JSON (maa.go), so that the token carries it as x-ms-runtime, where Key Vault reads it:
 //     {"keys":[{"kty":"RSA","kid":"<thumbprint>","key_ops":["encrypt"],"n":"…","e":"AQAB"}]}
-//  2. For clients, the listener binding, version 2 (bootstrap/README.md has version 1), through EGo's
-//     CreateAzureAttestationToken (type Binary: x-ms-sgx-ehd, which clients read):
-//     {"v":2,"purpose":"confidential-vault/openbao-listener","listener_spki_sha256":"<64 hex>",
-//     "seal_key_id":"https://<vault>.vault.azure.net/keys/<name>/<version>","release_jwk_thumbprint":"<43 base64url>"}
+//  2. For clients, the listener binding, version 3 (bootstrap.Binding; ../README.md), through EGo's
+//     CreateAzureAttestationToken (type Binary: x-ms-sgx-ehd, which clients read). With attested unseal it names the
+//     seal key (seal_key_id, previous_seal_key_id), the wrapping key's thumbprint (release_jwk_thumbprint, the kid
+//     above) and the CA key derived from the released key (ca_spki_sha256).
 //
-// Two documents because the listener key is kept encrypted under a key derived from the released key: it is known
-// only after the release, so the release cannot attest it.
-
-// BindingVersionAttestedUnseal is the listener binding version of an enclave that unseals with a released key.
-const BindingVersionAttestedUnseal = 2
-
-// ListenerBinding is the listener binding, version 2. The field order is the canonical key order; encoding/json
-// writes it compactly, and verifiers re-encode and compare byte for byte, as for version 1.
-type ListenerBinding struct {
-	Version            int    `json:"v"`
-	Purpose            string `json:"purpose"`
-	ListenerSPKISHA256 string `json:"listener_spki_sha256"`
-	// SealKeyID is the Key Vault key (with version) whose release this enclave unseals with: clients compare it
-	// with the stack's key, so a host that points the enclave at another vault is detected.
-	SealKeyID string `json:"seal_key_id"`
-	// ReleaseJWKThumbprint is the RFC 7638 SHA-256 thumbprint (base64url) of the wrapping key this enclave run had
-	// the key released to: the kid in the JSON Web Key Set it attested for Key Vault.
-	ReleaseJWKThumbprint string `json:"release_jwk_thumbprint"`
-}
-
-// ListenerBindingFor returns the canonical binding for a listener public key, the seal key and the wrapping key.
-func ListenerBindingFor(listenerPublicKey *ecdsa.PublicKey, sealKey KeyID, wrappingKey *rsa.PublicKey) ([]byte, error) {
-	digest, err := bootstrap.SPKISHA256(listenerPublicKey)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(ListenerBinding{
-		Version:              BindingVersionAttestedUnseal,
-		Purpose:              bootstrap.BindingPurpose,
-		ListenerSPKISHA256:   digest,
-		SealKeyID:            sealKey.String(),
-		ReleaseJWKThumbprint: Thumbprint(wrappingKey),
-	})
-}
+// Two documents because the CA key is derived from the released key: it is known only after the release, so the
+// release cannot attest it.
 
 // rsaJWK is an RSA public key as a JSON Web Key (RFC 7517, 7518 section 6.3.1).
 type rsaJWK struct {

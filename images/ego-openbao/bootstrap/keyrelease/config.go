@@ -53,22 +53,43 @@ func (k KeyID) String() string {
 var (
 	keyNamePattern    = regexp.MustCompile(`^[0-9A-Za-z-]{1,127}$`)
 	keyVersionPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	// A vault or Managed HSM name as Azure allows it (3 to 24 characters: letters, digits, dashes; a letter first,
+	// no dash last, no two dashes in a row), followed by the public cloud's DNS suffix of its data plane. Sovereign
+	// clouds (vault.azure.cn, vault.usgovcloudapi.net, …) are not supported by the program, so not accepted here.
+	keyVaultHostPattern = regexp.MustCompile(`^([a-z](?:-?[a-z0-9])+)\.(vault|managedhsm)\.azure\.net$`)
 )
 
-// ParseKeyID accepts https://<host>/keys/<name>/<version> and nothing else: a version is required, so the key the
-// enclave attests is exactly the key it used.
+// keyIDForm is the only form a key id may have; no port, user, query or fragment.
+const keyIDForm = "https://<vault>.vault.azure.net/keys/<name>/<version> or https://<hsm>.managedhsm.azure.net/keys/<name>/<version>"
+
+// ParseKeyID accepts a Key Vault or Managed HSM key URL with its version (keyIDForm) and nothing else: the host is
+// where the enclave sends its attestation and from where it takes the key, so only Azure's key services may be
+// named; the version is required, so the key the enclave attests is exactly the key it used.
 func ParseKeyID(raw string) (KeyID, error) {
+	return parseKeyID(raw, func(host string) bool {
+		match := keyVaultHostPattern.FindStringSubmatch(host)
+		return match != nil && len(match[1]) >= 3 && len(match[1]) <= 24
+	})
+}
+
+// parseKeyID is ParseKeyID with the host rule given: the tests' fake Key Vault listens on 127.0.0.1.
+func parseKeyID(raw string, hostAllowed func(string) bool) (KeyID, error) {
 	parsed, err := url.Parse(raw)
 	if err != nil {
 		return KeyID{}, errors.New("not a URL")
 	}
 	if parsed.Scheme != "https" || parsed.Host == "" || parsed.User != nil || parsed.RawQuery != "" ||
-		parsed.Fragment != "" || parsed.Opaque != "" {
-		return KeyID{}, errors.New("must be https://<vault>.vault.azure.net/keys/<name>/<version>")
+		parsed.ForceQuery || parsed.Fragment != "" || parsed.Opaque != "" || strings.Contains(raw, "#") {
+		return KeyID{}, errors.New("must be " + keyIDForm)
+	}
+	host := strings.ToLower(parsed.Host)
+	if !hostAllowed(host) {
+		return KeyID{}, fmt.Errorf("host %q is not a Key Vault or Managed HSM of Azure's public cloud (no port): "+
+			"must be %s", parsed.Host, keyIDForm)
 	}
 	parts := strings.Split(strings.TrimPrefix(parsed.EscapedPath(), "/"), "/")
 	if len(parts) != 3 || parts[0] != "keys" {
-		return KeyID{}, errors.New("must be https://<vault>.vault.azure.net/keys/<name>/<version> (with the version)")
+		return KeyID{}, errors.New("must be " + keyIDForm + " (with the version)")
 	}
 	if !keyNamePattern.MatchString(parts[1]) {
 		return KeyID{}, fmt.Errorf("key name %q: 1 to 127 letters, digits and dashes", parts[1])
@@ -76,7 +97,7 @@ func ParseKeyID(raw string) (KeyID, error) {
 	if !keyVersionPattern.MatchString(parts[2]) {
 		return KeyID{}, fmt.Errorf("key version %q: 32 lower-case hex digits", parts[2])
 	}
-	return KeyID{Vault: "https://" + strings.ToLower(parsed.Host), Name: parts[1], Version: parts[2]}, nil
+	return KeyID{Vault: "https://" + host, Name: parts[1], Version: parts[2]}, nil
 }
 
 // Config is what the key release needs from the host.

@@ -47,7 +47,7 @@ func TestConfigFromEnvWithoutAKeyMeansShamir(t *testing.T) {
 	if config != nil || err != nil {
 		t.Errorf("ConfigFromEnv = %v, %v; want nil, nil (no attested unseal)", config, err)
 	}
-	_, err = ConfigFromEnv(environment(map[string]string{EnvSealPreviousKeyID: "https://v.vault.azure.net/keys/k/" + versionA}))
+	_, err = ConfigFromEnv(environment(map[string]string{EnvSealPreviousKeyID: "https://kv-test.vault.azure.net/keys/k/" + versionA}))
 	if err == nil || !strings.Contains(err.Error(), "CV_SEAL_PREVIOUS_KEY_ID is set without CV_SEAL_KEY_ID") {
 		t.Errorf("previous without current: err = %v", err)
 	}
@@ -59,9 +59,9 @@ func TestConfigFromEnvListsEveryProblemWithItsVariable(t *testing.T) {
 		want []string
 	}{
 		"no version, no workload identity": {
-			env: map[string]string{EnvSealKeyID: "https://cv.vault.azure.net/keys/openbao-seal"},
+			env: map[string]string{EnvSealKeyID: "https://cv-test.vault.azure.net/keys/openbao-seal"},
 			want: []string{
-				`CV_SEAL_KEY_ID="https://cv.vault.azure.net/keys/openbao-seal": must be https://<vault>.vault.azure.net/keys/<name>/<version> (with the version)`,
+				`CV_SEAL_KEY_ID="https://cv-test.vault.azure.net/keys/openbao-seal": must be https://<vault>.vault.azure.net/keys/<name>/<version> or https://<hsm>.managedhsm.azure.net/keys/<name>/<version> (with the version)`,
 				`AZURE_CLIENT_ID="": the workload identity's client ID`,
 				`AZURE_TENANT_ID="": the Entra tenant`,
 				`AZURE_FEDERATED_TOKEN_FILE="": the projected service account token, a file in /var/run/secrets/azure/tokens`,
@@ -70,34 +70,34 @@ func TestConfigFromEnvListsEveryProblemWithItsVariable(t *testing.T) {
 		},
 		"plain http, bad version": {
 			env: workloadIdentity(map[string]string{EnvSealKeyID: "http://cv.vault.azure.net/keys/openbao-seal/" + versionA,
-				EnvSealPreviousKeyID: "https://cv.vault.azure.net/keys/openbao-seal/ABC"}),
+				EnvSealPreviousKeyID: "https://cv-test.vault.azure.net/keys/openbao-seal/ABC"}),
 			want: []string{`CV_SEAL_KEY_ID="http://cv.vault.azure.net/keys/openbao-seal/` + versionA + `": must be https://`,
-				`CV_SEAL_PREVIOUS_KEY_ID="https://cv.vault.azure.net/keys/openbao-seal/ABC": key version "ABC": 32 lower-case hex digits`},
+				`CV_SEAL_PREVIOUS_KEY_ID="https://cv-test.vault.azure.net/keys/openbao-seal/ABC": key version "ABC": 32 lower-case hex digits`},
 		},
 		"rotation to another vault": {
-			env: workloadIdentity(map[string]string{EnvSealKeyID: "https://cv.vault.azure.net/keys/openbao-seal/" + versionB,
+			env: workloadIdentity(map[string]string{EnvSealKeyID: "https://cv-test.vault.azure.net/keys/openbao-seal/" + versionB,
 				EnvSealPreviousKeyID: "https://elsewhere.vault.azure.net/keys/openbao-seal/" + versionA}),
-			want: []string{"a rotation keeps the vault and the key name of CV_SEAL_KEY_ID (https://cv.vault.azure.net/keys/openbao-seal)"},
+			want: []string{"a rotation keeps the vault and the key name of CV_SEAL_KEY_ID (https://cv-test.vault.azure.net/keys/openbao-seal)"},
 		},
 		"rotation to the same version": {
-			env: workloadIdentity(map[string]string{EnvSealKeyID: "https://cv.vault.azure.net/keys/openbao-seal/" + versionA,
-				EnvSealPreviousKeyID: "https://cv.vault.azure.net/keys/openbao-seal/" + versionA}),
+			env: workloadIdentity(map[string]string{EnvSealKeyID: "https://cv-test.vault.azure.net/keys/openbao-seal/" + versionA,
+				EnvSealPreviousKeyID: "https://cv-test.vault.azure.net/keys/openbao-seal/" + versionA}),
 			want: []string{"the same version as CV_SEAL_KEY_ID"},
 		},
 		"query, bad name, relative token file, authority with a path": {
-			env: workloadIdentity(map[string]string{EnvSealKeyID: "https://cv.vault.azure.net/keys/seal_key/" + versionA + "?x=1",
+			env: workloadIdentity(map[string]string{EnvSealKeyID: "https://cv-test.vault.azure.net/keys/seal_key/" + versionA + "?x=1",
 				EnvAzureFederatedTokenFile: "token", EnvAzureAuthorityHost: "https://login.microsoftonline.com/tenant"}),
-			want: []string{`CV_SEAL_KEY_ID="https://cv.vault.azure.net/keys/seal_key/` + versionA + `?x=1": must be https://`,
+			want: []string{`CV_SEAL_KEY_ID="https://cv-test.vault.azure.net/keys/seal_key/` + versionA + `?x=1": must be https://`,
 				`AZURE_FEDERATED_TOKEN_FILE="token"`, `AZURE_AUTHORITY_HOST="https://login.microsoftonline.com/tenant"`},
 		},
 		"token file outside the mounted directory": {
-			env: workloadIdentity(map[string]string{EnvSealKeyID: "https://cv.vault.azure.net/keys/openbao-seal/" + versionA,
+			env: workloadIdentity(map[string]string{EnvSealKeyID: "https://cv-test.vault.azure.net/keys/openbao-seal/" + versionA,
 				EnvAzureFederatedTokenFile: "/var/run/secrets/azure/tokens/../../../../run/bao-tls/listener.key"}),
 			want: []string{`AZURE_FEDERATED_TOKEN_FILE="/var/run/secrets/azure/tokens/../../../../run/bao-tls/listener.key": ` +
 				"the projected service account token, a file in /var/run/secrets/azure/tokens"},
 		},
 		"name with an underscore": {
-			env:  workloadIdentity(map[string]string{EnvSealKeyID: "https://cv.vault.azure.net/keys/seal_key/" + versionA}),
+			env:  workloadIdentity(map[string]string{EnvSealKeyID: "https://cv-test.vault.azure.net/keys/seal_key/" + versionA}),
 			want: []string{`key name "seal_key": 1 to 127 letters, digits and dashes`},
 		},
 	}
@@ -113,5 +113,62 @@ func TestConfigFromEnvListsEveryProblemWithItsVariable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKeyIDsNameOnlyAzureKeyServices: the key id decides where the enclave sends its attestation and from where it
+// takes the key, so both the current and the previous id must be a Key Vault or Managed HSM key URL of Azure's public
+// cloud, nothing that merely looks like one.
+func TestKeyIDsNameOnlyAzureKeyServices(t *testing.T) {
+	for _, good := range []string{
+		"https://cv-prod.vault.azure.net/keys/openbao-seal/" + versionA,
+		"https://CV-Prod.Vault.Azure.Net/keys/openbao-seal/" + versionA,
+		"https://cv-hsm-1.managedhsm.azure.net/keys/openbao-seal/" + versionA,
+		"https://abc.vault.azure.net/keys/k/" + versionA,
+		"https://a23456789012345678901234.vault.azure.net/keys/k/" + versionA,
+	} {
+		if _, err := ParseKeyID(good); err != nil {
+			t.Errorf("%s refused: %v", good, err)
+		}
+	}
+	for _, bad := range []string{
+		"https://cv-prod.vault.azure.net.evil.com/keys/openbao-seal/" + versionA,
+		"https://cv-prod.vault.azure.net.evil.com:443/keys/openbao-seal/" + versionA,
+		"https://evilvault.azure.net/keys/openbao-seal/" + versionA,
+		"https://cv-prod.evil.com/keys/openbao-seal/" + versionA,
+		"https://vault.azure.net/keys/openbao-seal/" + versionA,
+		"https://cv-prod.vault.azure.net:443/keys/openbao-seal/" + versionA,
+		"https://cv-prod.vault.azure.net:8443/keys/openbao-seal/" + versionA,
+		"https://cv-prod.vault.azure.net@evil.com/keys/openbao-seal/" + versionA,
+		"https://evil.com@cv-prod.vault.azure.net/keys/openbao-seal/" + versionA,
+		"https://evil.com%2F@cv-prod.vault.azure.net/keys/openbao-seal/" + versionA,
+		"http://cv-prod.vault.azure.net/keys/openbao-seal/" + versionA,
+		"https://cv-prod.vault.azure.net/keys/openbao-seal/" + versionA + "?api-version=7.4",
+		"https://cv-prod.vault.azure.net/keys/openbao-seal/" + versionA + "?",
+		"https://cv-prod.vault.azure.net/keys/openbao-seal/" + versionA + "#x",
+		"https://cv-prod.vault.azure.net/keys/openbao-seal/" + versionA + "#",
+		"https://cv.vault.azure.net/keys/openbao-seal/" + versionA,                        // 2 characters
+		"https://a234567890123456789012345.vault.azure.net/keys/openbao-seal/" + versionA, // 25 characters
+		"https://1cv.vault.azure.net/keys/openbao-seal/" + versionA,
+		"https://cv-.vault.azure.net/keys/openbao-seal/" + versionA,
+		"https://cv--prod.vault.azure.net/keys/openbao-seal/" + versionA,
+		"https://cv_prod.vault.azure.net/keys/openbao-seal/" + versionA,
+		"https://cv-prod.vault.azure.cn/keys/openbao-seal/" + versionA,
+		"https://cv-prod.vault.usgovcloudapi.net/keys/openbao-seal/" + versionA,
+		"https://cv-prod.managedhsm.azure.net.evil.com/keys/openbao-seal/" + versionA,
+		"https://127.0.0.1/keys/openbao-seal/" + versionA,
+		"https://[::1]/keys/openbao-seal/" + versionA,
+		"https://cv-prod.vault.azure.net./keys/openbao-seal/" + versionA,
+		"//cv-prod.vault.azure.net/keys/openbao-seal/" + versionA,
+	} {
+		if _, err := ParseKeyID(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+		// The previous key id follows the same rule (and the same vault and name as the current one).
+		_, err := ConfigFromEnv(environment(workloadIdentity(map[string]string{
+			EnvSealKeyID: "https://cv-prod.vault.azure.net/keys/openbao-seal/" + versionB, EnvSealPreviousKeyID: bad})))
+		if err == nil || !strings.Contains(err.Error(), EnvSealPreviousKeyID) {
+			t.Errorf("%s=%s: %v", EnvSealPreviousKeyID, bad, err)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package keyrelease
 
 import (
+	"crypto/ecdsa"
 	"crypto/hkdf"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -8,15 +9,21 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+
+	"confidential-vault.internal/bootstrap"
 )
 
 // What the released key becomes. Key Vault Premium releases RSA-HSM (or EC-HSM) keys, not 32-byte symmetric keys,
-// so the keys OpenBao needs are derived with HKDF-SHA256 (RFC 5869): no salt (the input is a secret with far more
-// than 256 bits of entropy), one info string per purpose, versioned: changing a derivation changes the key, so it
-// must change the version and, for the seal, the static seal key id (SealKeyDerivation).
+// so the keys the enclave needs are derived with HKDF-SHA256 (RFC 5869): no salt (the input is a secret with far
+// more than 256 bits of entropy), one info string per purpose, versioned: changing a derivation changes the key, so
+// it must change the version and, for the seal, the static seal key id (SealKeyDerivation).
 const (
-	sealKeyInfo          = "confidential-vault/openbao/static-seal-key/v1"
-	listenerStoreKeyInfo = "confidential-vault/openbao/listener-key-store/v1"
+	sealKeyInfo = "confidential-vault/openbao/static-seal-key/v1"
+	// listenerCAInfo is followed by a newline and the key id: the CA names the key version it comes from, so even
+	// two key versions that released the same material (they cannot) would give two CAs.
+	listenerCAInfo = "confidential-vault/openbao/listener-ca/v1"
+	// StoreIdentityKeyInfo derives the key of the store identity record (../storeidentity).
+	StoreIdentityKeyInfo = "confidential-vault/openbao/store-identity/v1"
 	derivedKeyBytes      = 32
 	// SealKeyDerivation names this derivation in the static seal's key id.
 	SealKeyDerivation = "hkdf-sha256-v1"
@@ -29,13 +36,16 @@ type derivedKeys struct {
 	keyID KeyID
 	// seal is the static seal key (AES-256-GCM in OpenBao).
 	seal []byte
-	// listenerStore encrypts the listener private key on the data volume (AES-256-GCM).
-	listenerStore []byte
+	// listenerCA signs the listener's per-start leaf certificates; the same for every replica and restart under
+	// this key version.
+	listenerCA *ecdsa.PrivateKey
+	// storeIdentity encrypts the store identity record (AES-256-GCM).
+	storeIdentity []byte
 }
 
 func (d *derivedKeys) clear() {
 	clear(d.seal)
-	clear(d.listenerStore)
+	clear(d.storeIdentity)
 }
 
 // releasedKeyMaterial is the HKDF input for an RSA key: its two prime factors, smaller first, each as a 4-byte
@@ -63,26 +73,42 @@ func releasedKeyMaterial(key *rsa.PrivateKey) ([]byte, error) {
 	return material, nil
 }
 
-// deriveKeys derives the seal key and the listener store key from a released RSA key.
+// deriveKeys derives the seal key, the listener CA key and the store identity key from a released RSA key.
 func deriveKeys(keyID KeyID, released *rsa.PrivateKey) (*derivedKeys, error) {
 	material, err := releasedKeyMaterial(released)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(material)
-	seal, err := hkdf.Key(sha256.New, material, nil, sealKeyInfo, derivedKeyBytes)
-	if err != nil {
+	keys := &derivedKeys{keyID: keyID}
+	if keys.seal, err = hkdf.Key(sha256.New, material, nil, sealKeyInfo, derivedKeyBytes); err != nil {
 		return nil, err
 	}
-	listenerStore, err := hkdf.Key(sha256.New, material, nil, listenerStoreKeyInfo, derivedKeyBytes)
-	if err != nil {
-		clear(seal)
+	if keys.storeIdentity, err = hkdf.Key(sha256.New, material, nil, StoreIdentityKeyInfo, derivedKeyBytes); err != nil {
+		keys.clear()
 		return nil, err
 	}
-	if len(seal) != derivedKeyBytes || len(listenerStore) != derivedKeyBytes {
+	caSeed, err := hkdf.Key(sha256.New, material, nil, ListenerCAInfo(keyID), bootstrap.CAKeySeedBytes)
+	if err != nil {
+		keys.clear()
+		return nil, err
+	}
+	defer clear(caSeed)
+	if keys.listenerCA, err = bootstrap.CAKeyFromSeed(caSeed); err != nil {
+		keys.clear()
+		return nil, err
+	}
+	if len(keys.seal) != derivedKeyBytes || len(keys.storeIdentity) != derivedKeyBytes {
+		keys.clear()
 		return nil, errors.New("HKDF returned a key of the wrong length")
 	}
-	return &derivedKeys{keyID: keyID, seal: seal, listenerStore: listenerStore}, nil
+	return keys, nil
+}
+
+// ListenerCAInfo is the HKDF info of the listener CA key seed for one key version: the versioned label, a newline
+// and the key id.
+func ListenerCAInfo(keyID KeyID) string {
+	return listenerCAInfo + "\n" + keyID.String()
 }
 
 // StaticSealKeyID is the static seal's key id for a Key Vault key version: OpenBao requires the id to change

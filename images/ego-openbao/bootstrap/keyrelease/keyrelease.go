@@ -1,6 +1,7 @@
 // Package keyrelease unseals OpenBao inside the enclave without a human: it has Azure Key Vault release an HSM key
 // to this enclave only (Secure Key Release, gated on a Microsoft Azure Attestation token), derives OpenBao's static
-// seal key from it, and keeps the listener key across restarts under another key derived from it.
+// seal key from it, and derives from it the listener CA key (the same for every replica and restart) and the key of
+// the store identity record.
 //
 // It runs in the enclave before OpenBao's main, called by the hook (openbaohook/) through Prepare. Standard library
 // only, so it is unit-tested offline against the fakes in ../fakemaa and ../fakekeyvault. README.md in this
@@ -9,7 +10,6 @@ package keyrelease
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -17,6 +17,9 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"confidential-vault.internal/bootstrap"
+	"confidential-vault.internal/bootstrap/storeidentity"
 )
 
 // Attester is the EGo call the release makes; bootstrap/egoenclave's adapter satisfies it. The release does not use
@@ -37,10 +40,11 @@ const StartTimeout = 2 * time.Minute
 
 // Prepared is what the hook hands on before OpenBao's main runs.
 type Prepared struct {
-	// ListenerKey is the listener's private key, the same across restarts (ListenerKeyStorePath).
-	ListenerKey *ecdsa.PrivateKey
-	// ListenerBinding is the data to attest for the listener: binding version 2 (ListenerBinding).
-	ListenerBinding []byte
+	// Listener is what the listener binds besides its own leaf key: the CA key derived from the current key version
+	// and the release's facts (bootstrap.StartWith).
+	Listener bootstrap.Identity
+	// StoreIdentityKeys open and write the store identity record (../storeidentity).
+	StoreIdentityKeys storeidentity.Keys
 	// SealEnv must be set in the enclave's environment (os.Setenv) before OpenBao reads its seal: the static
 	// seal's key ids, and empty key values and seal types so that only the measured seal and the files in SealDir
 	// are used.
@@ -54,17 +58,16 @@ type Releaser struct {
 	maaURL   string
 	logf     func(string, ...any)
 
-	client           *http.Client
-	roots            *x509.CertPool
-	retry            retrier
-	now              func() time.Time
-	newWrappingKey   func() (*rsa.PrivateKey, error)
-	sealDir          string
-	listenerKeyStore string
+	client         *http.Client
+	roots          *x509.CertPool
+	retry          retrier
+	now            func() time.Time
+	newWrappingKey func() (*rsa.PrivateKey, error)
+	sealDir        string
 }
 
 // Prepare releases the seal key (and, during a rotation, the previous one), writes the static seal's key files,
-// loads or creates the listener key, and returns what the hook needs. TLS to Entra and Key Vault, and Key Vault's
+// derives the listener CA and store identity keys, and returns what the hook needs. TLS to Entra and Key Vault, and Key Vault's
 // signature on the release, are checked against the system roots: in the enclave, the CA bundle embedded (and
 // measured) by enclave.json. On error, OpenBao must not start.
 func Prepare(ctx context.Context, config Config, attester Attester, maaURL string, logf func(string, ...any)) (*Prepared, error) {
@@ -92,12 +95,11 @@ func newReleaser(config Config, attester Attester, maaURL string, logf func(stri
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		roots:            roots,
-		retry:            retrier{sleep: sleepContext, logf: logf},
-		now:              time.Now,
-		newWrappingKey:   func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, WrappingKeyBits) },
-		sealDir:          SealDir,
-		listenerKeyStore: ListenerKeyStorePath,
+		roots:          roots,
+		retry:          retrier{sleep: sleepContext, logf: logf},
+		now:            time.Now,
+		newWrappingKey: func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, WrappingKeyBits) },
+		sealDir:        SealDir,
 	}
 }
 
@@ -133,17 +135,21 @@ func (r *Releaser) prepare(ctx context.Context) (*Prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("writing the static seal keys: %w", err)
 	}
-	listenerKey, err := loadOrCreateListenerKey(r.listenerKeyStore, current, previous, r.logf)
-	if err != nil {
-		return nil, err
+	prepared := &Prepared{
+		Listener: bootstrap.Identity{
+			CAKey:                current.listenerCA,
+			SealKeyID:            r.config.Key.String(),
+			ReleaseJWKThumbprint: Thumbprint(&wrappingKey.PublicKey),
+		},
+		StoreIdentityKeys: storeIdentityKeys(current, previous),
+		SealEnv:           sealEnv,
 	}
-	binding, err := ListenerBindingFor(&listenerKey.PublicKey, r.config.Key, &wrappingKey.PublicKey)
-	if err != nil {
-		return nil, err
+	if r.config.Previous != nil {
+		prepared.Listener.PreviousSealKeyID = r.config.Previous.String()
 	}
 	r.logf("seal key released from %s and written to %s in %s; static seal key id %s",
 		r.config.Key, r.sealDir, time.Since(started).Round(time.Millisecond), sealEnv[EnvStaticSealCurrentKeyID])
-	return &Prepared{ListenerKey: listenerKey, ListenerBinding: binding, SealEnv: sealEnv}, nil
+	return prepared, nil
 }
 
 // releaseTarget attests the wrapping key for Key Vault (runtime data of type JSON, so that MAA puts it into

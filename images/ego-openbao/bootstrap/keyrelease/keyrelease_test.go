@@ -3,10 +3,10 @@ package keyrelease
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hkdf"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -143,17 +143,18 @@ func TestPrepareReleasesTheKeyAndWritesTheStaticSealKey(t *testing.T) {
 		t.Errorf("the release target's x-ms-runtime is not the wrapping key's JSON Web Key Set: %s", payload)
 	}
 
-	// The listener binding, version 2, byte for byte.
-	spki, err := x509.MarshalPKIXPublicKey(&prepared.ListenerKey.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spkiDigest := sha256.Sum256(spki)
+	// What the listener binds: the key release's facts and the CA key derived from the released key.
 	thumbprint := sha256.Sum256([]byte(`{"e":"AQAB","kty":"RSA","n":"` + base64.RawURLEncoding.EncodeToString(wrappingKey.N.Bytes()) + `"}`))
-	wantBinding := fmt.Sprintf(`{"v":2,"purpose":"confidential-vault/openbao-listener","listener_spki_sha256":"%x",`+
-		`"seal_key_id":"%s","release_jwk_thumbprint":"%s"}`, spkiDigest, keyID, base64.RawURLEncoding.EncodeToString(thumbprint[:]))
-	if string(prepared.ListenerBinding) != wantBinding {
-		t.Errorf("binding\n%s\nwant\n%s", prepared.ListenerBinding, wantBinding)
+	if prepared.Listener.SealKeyID != keyID || prepared.Listener.PreviousSealKeyID != "" ||
+		prepared.Listener.ReleaseJWKThumbprint != base64.RawURLEncoding.EncodeToString(thumbprint[:]) {
+		t.Errorf("listener identity %+v: want seal key %s, no previous key, the wrapping key's thumbprint", prepared.Listener, keyID)
+	}
+	if !prepared.Listener.CAKey.Equal(expectedCAKey(t, hsmKeyA, keyID)) {
+		t.Error("the listener CA key is not the documented derivation of the released key")
+	}
+	if want := expectedKey(t, hsmKeyA, "confidential-vault/openbao/store-identity/v1"); prepared.StoreIdentityKeys.Previous != nil ||
+		prepared.StoreIdentityKeys.Current.SealKeyID != keyID || !bytes.Equal(prepared.StoreIdentityKeys.Current.Secret, want) {
+		t.Errorf("store identity keys %v: want the documented derivation under %s only", prepared.StoreIdentityKeys.Current.SealKeyID, keyID)
 	}
 	if jwk["kid"] != base64.RawURLEncoding.EncodeToString(thumbprint[:]) {
 		t.Errorf("the attested JWK's kid %v is not its thumbprint, which the binding names", jwk["kid"])
@@ -163,43 +164,32 @@ func TestPrepareReleasesTheKeyAndWritesTheStaticSealKey(t *testing.T) {
 	}
 }
 
-func TestListenerKeyStaysAcrossRestartsAndNeverLeavesTheEnclaveInClear(t *testing.T) {
-	w := newWorld(t)
-	first := w.mustPrepare()
-	second := w.mustPrepare()
-	if !first.ListenerKey.Equal(second.ListenerKey) {
-		t.Fatal("the listener key changed across a restart")
+// expectedCAKey derives the listener CA key as README.md specifies it, independently of the code under test: HKDF-SHA256
+// of the released key's material, info "confidential-vault/openbao/listener-ca/v1\n<key id>", 64 bytes, read as an
+// integer c; d = (c mod (n-1)) + 1 (FIPS 186-5 A.2.1); the public point is d·G.
+func expectedCAKey(t *testing.T, key *rsa.PrivateKey, keyID string) *ecdsa.PrivateKey {
+	t.Helper()
+	p, q := key.Primes[0], key.Primes[1]
+	if p.Cmp(q) > 0 {
+		p, q = q, p
 	}
-	if !bytes.Equal(first.ListenerBinding, second.ListenerBinding) {
-		t.Errorf("the binding changed across a restart with the same key and wrapping key:\n%s\n%s", first.ListenerBinding, second.ListenerBinding)
+	var material []byte
+	for _, prime := range []*big.Int{p, q} {
+		material = binary.BigEndian.AppendUint32(material, uint32(len(prime.Bytes())))
+		material = append(material, prime.Bytes()...)
 	}
-	stored, err := os.ReadFile(w.store)
+	seed, err := hkdf.Key(sha256.New, material, nil, "confidential-vault/openbao/listener-ca/v1\n"+keyID, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, _ := x509.MarshalPKCS8PrivateKey(first.ListenerKey)
-	scalar := first.ListenerKey.D.Bytes()
-	for _, secret := range [][]byte{der, scalar, []byte(hex.EncodeToString(scalar)), []byte(base64.StdEncoding.EncodeToString(der))} {
-		if bytes.Contains(stored, secret) {
-			t.Fatal("the stored listener key file contains the private key in clear")
-		}
-	}
-	var store map[string]any
-	if err := json.Unmarshal(stored, &store); err != nil || store["seal_key_id"] != w.vault.KeyID(versionA) || store["v"] != 1.0 {
-		t.Errorf("store %s: want version 1 under %s (%v)", stored, w.vault.KeyID(versionA), err)
-	}
-	// A store under the other derived key cannot be opened with this one: the key really protects it.
-	other := &derivedKeys{keyID: w.keyID(versionA), listenerStore: expectedKey(t, hsmKeyB, "confidential-vault/openbao/listener-key-store/v1")}
-	current := &derivedKeys{keyID: w.keyID(versionA), listenerStore: expectedKey(t, hsmKeyA, "confidential-vault/openbao/listener-key-store/v1")}
-	if _, _, err := loadListenerKey(w.store, other, nil); err == nil {
-		t.Error("the listener key store opened with a key derived from another released key")
-	}
-	if key, _, err := loadListenerKey(w.store, current, nil); err != nil || !key.Equal(first.ListenerKey) {
-		t.Errorf("the store does not open with the documented derivation of the released key: %v", err)
-	}
+	n := elliptic.P256().Params().N
+	d := new(big.Int).SetBytes(seed)
+	d.Mod(d, new(big.Int).Sub(n, big.NewInt(1))).Add(d, big.NewInt(1))
+	x, y := elliptic.P256().ScalarBaseMult(d.FillBytes(make([]byte, 32)))
+	return &ecdsa.PrivateKey{PublicKey: ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}, D: d}
 }
 
-func TestRotationUsesBothKeysAndMovesTheListenerKey(t *testing.T) {
+func TestRotationUsesBothKeysAndRotatesTheListenerCA(t *testing.T) {
 	w := newWorld(t)
 	before := w.mustPrepare()
 
@@ -214,11 +204,19 @@ func TestRotationUsesBothKeysAndMovesTheListenerKey(t *testing.T) {
 		during.SealEnv["BAO_STATIC_SEAL_PREVIOUS_KEY_ID"] != w.vault.KeyID(versionA)+"#hkdf-sha256-v1" {
 		t.Errorf("SealEnv %v: want the new version current, the old one previous", during.SealEnv)
 	}
-	if !during.ListenerKey.Equal(before.ListenerKey) {
-		t.Error("the rotation replaced the listener key; it must be re-encrypted, not replaced")
+	// The CA comes from the current version: a rotation rotates it, and the binding names both versions.
+	if during.Listener.CAKey.Equal(before.Listener.CAKey) || !during.Listener.CAKey.Equal(expectedCAKey(t, hsmKeyB, w.vault.KeyID(versionB))) {
+		t.Error("during a rotation the listener CA key must be derived from the new version")
 	}
-	if !strings.Contains(string(during.ListenerBinding), `"seal_key_id":"`+w.vault.KeyID(versionB)+`"`) {
-		t.Errorf("binding %s does not name the new version", during.ListenerBinding)
+	if during.Listener.SealKeyID != w.vault.KeyID(versionB) || during.Listener.PreviousSealKeyID != w.vault.KeyID(versionA) {
+		t.Errorf("listener identity names %q and previous %q: want the new and the old version", during.Listener.SealKeyID,
+			during.Listener.PreviousSealKeyID)
+	}
+	previous := during.StoreIdentityKeys.Previous
+	if previous == nil || previous.SealKeyID != w.vault.KeyID(versionA) ||
+		!bytes.Equal(previous.Secret, expectedKey(t, hsmKeyA, "confidential-vault/openbao/store-identity/v1")) ||
+		!bytes.Equal(during.StoreIdentityKeys.Current.Secret, expectedKey(t, hsmKeyB, "confidential-vault/openbao/store-identity/v1")) {
+		t.Error("during a rotation the store identity keys must be the new version's and the old version's")
 	}
 	if n := len(w.vault.Requests(fakekeyvault.Release)); n != 3 {
 		t.Errorf("%d releases, want 3 (one before, two during the rotation)", n)
@@ -226,73 +224,18 @@ func TestRotationUsesBothKeysAndMovesTheListenerKey(t *testing.T) {
 
 	w.config.Previous = nil
 	after := w.mustPrepare()
-	if !after.ListenerKey.Equal(before.ListenerKey) {
-		t.Error("after the rotation the listener key store does not open with the new version alone")
+	if !after.Listener.CAKey.Equal(during.Listener.CAKey) || after.Listener.PreviousSealKeyID != "" || after.StoreIdentityKeys.Previous != nil {
+		t.Error("after the rotation the same CA must come from the new version alone, with no previous key named")
 	}
 }
 
-func TestUnusableListenerKeyStoreIsReplacedWithAWarning(t *testing.T) {
-	cases := map[string]func(t *testing.T, w *world){
-		"altered ciphertext": func(t *testing.T, w *world) {
-			var store map[string]any
-			content, _ := os.ReadFile(w.store)
-			json.Unmarshal(content, &store)
-			ciphertext, _ := base64.StdEncoding.DecodeString(store["ciphertext"].(string))
-			ciphertext[0] ^= 1
-			store["ciphertext"] = ciphertext
-			writeJSONFile(t, w.store, store)
-		},
-		"under another vault's key": func(t *testing.T, w *world) {
-			var store map[string]any
-			content, _ := os.ReadFile(w.store)
-			json.Unmarshal(content, &store)
-			store["seal_key_id"] = "https://other.vault.azure.net/keys/openbao-seal/" + versionA
-			writeJSONFile(t, w.store, store)
-		},
-		"not a store": func(t *testing.T, w *world) {
-			os.WriteFile(w.store, []byte("garbage"), 0o600)
-		},
-	}
-	for name, damage := range cases {
-		t.Run(name, func(t *testing.T) {
-			w := newWorld(t)
-			first := w.mustPrepare()
-			damage(t, w)
-			w.logs = nil
-			second := w.mustPrepare()
-			if second.ListenerKey.Equal(first.ListenerKey) {
-				t.Fatal("the damaged store still yielded the old key")
-			}
-			if !strings.Contains(strings.Join(w.logs, "\n"), "WARNING: creating a new listener key") {
-				t.Errorf("no warning logged: %q", w.logs)
-			}
-			third := w.mustPrepare()
-			if !third.ListenerKey.Equal(second.ListenerKey) {
-				t.Error("the new listener key was not stored")
-			}
-		})
-	}
-}
-
-func writeJSONFile(t *testing.T, path string, value any) {
-	t.Helper()
-	content, err := json.Marshal(value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, content, 0o600); err != nil {
-		t.Fatal(err)
+// Prepare clears the derived keys it does not hand on; what it hands on must survive that.
+func TestPreparedStoreIdentityKeysOutliveTheRelease(t *testing.T) {
+	w := newWorld(t)
+	prepared := w.mustPrepare()
+	if bytes.Equal(prepared.StoreIdentityKeys.Current.Secret, make([]byte, 32)) {
+		t.Fatal("the store identity key handed on was cleared with the release's keys")
 	}
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// The listener key the store holds is an ECDSA P-256 key, as the bootstrap's certificates expect.
-func TestListenerKeyIsP256(t *testing.T) {
-	w := newWorld(t)
-	prepared := w.mustPrepare()
-	var key *ecdsa.PrivateKey = prepared.ListenerKey
-	if key.Curve.Params().Name != "P-256" {
-		t.Errorf("listener key on %s, want P-256", key.Curve.Params().Name)
-	}
-}

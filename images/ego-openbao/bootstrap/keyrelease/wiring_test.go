@@ -1,16 +1,15 @@
 package keyrelease
 
 import (
+	"bytes"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,19 +84,9 @@ func merged(maps ...map[string]string) map[string]string {
 	return result
 }
 
-// What a client sees after an attested start: the listener certificate's token binds version 2, naming the seal key
-// this enclave unseals with and the listener key it serves (the hook: Prepare, then bootstrap.StartWith).
-func TestTheListenerAttestsBindingVersion2WithTheSealKey(t *testing.T) {
-	w := newWorld(t)
-	prepared := w.mustPrepare()
-	dir := t.TempDir()
-	config := bootstrap.Config{MAAURL: w.maaURL, DNSNames: []string{"vault.example.com"}}
-	if _, err := bootstrap.StartWith(config, w.provider, dir, func(string, ...any) {}, bootstrap.Identity{
-		Key: prepared.ListenerKey, Binding: prepared.ListenerBinding,
-	}); err != nil {
-		t.Fatal(err)
-	}
-
+// readServed reads the leaf certificate a listener directory holds and the enclave-held data its token binds.
+func readServed(t *testing.T, dir string) (*x509.Certificate, *x509.Certificate, []byte) {
+	t.Helper()
 	certificatePEM, err := os.ReadFile(filepath.Join(dir, "listener.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -110,20 +99,23 @@ func TestTheListenerAttestsBindingVersion2WithTheSealKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !prepared.ListenerKey.PublicKey.Equal(certificate.PublicKey) {
-		t.Fatal("the certificate does not carry the kept listener key")
-	}
 	var token string
+	var issuer *x509.Certificate
 	for _, extension := range certificate.Extensions {
-		if extension.Id.Equal(bootstrap.OIDAttestationToken) {
+		switch {
+		case extension.Id.Equal(bootstrap.OIDAttestationToken):
 			if _, err := asn1.UnmarshalWithParams(extension.Value, &token, "utf8"); err != nil {
+				t.Fatal(err)
+			}
+		case extension.Id.Equal(bootstrap.OIDIssuerCertificate):
+			if issuer, err = x509.ParseCertificate(extension.Value); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("no token in the certificate: %q", token)
+	if len(parts) != 3 || issuer == nil {
+		t.Fatalf("no token or no CA certificate in the certificate: %q", token)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
@@ -139,36 +131,109 @@ func TestTheListenerAttestsBindingVersion2WithTheSealKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Recomputed from what a client has: the certificate served and the stack's key id.
-	spkiDigest := sha256.Sum256(certificate.RawSubjectPublicKeyInfo)
-	var binding map[string]any
-	if err := json.Unmarshal(held, &binding); err != nil {
+	return certificate, issuer, held
+}
+
+// What a client sees after an attested start (the hook: Prepare, then bootstrap.StartWith): binding version 3 naming
+// the seal key, the wrapping key, the served leaf and the CA derived from the released key; after OpenBao reports
+// its store, a new token binds it too.
+func TestTheListenerAttestsBindingVersion3WithTheSealKeyAndTheStore(t *testing.T) {
+	w := newWorld(t)
+	w.config.Key, w.config.Previous = w.keyID(versionB), ptr(w.keyID(versionA))
+	prepared := w.mustPrepare()
+	dir := t.TempDir()
+	config := bootstrap.Config{MAAURL: w.maaURL, DNSNames: []string{"vault.example.com"}}
+	listener, err := bootstrap.StartWith(config, w.provider, dir, func(string, ...any) {}, prepared.Listener)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if binding["v"] != float64(2) || binding["seal_key_id"] != w.vault.KeyID(versionA) ||
-		binding["listener_spki_sha256"] != hex.EncodeToString(spkiDigest[:]) ||
-		binding["purpose"] != "confidential-vault/openbao-listener" || len(binding) != 5 {
-		t.Errorf("the listener token binds %s: want version 2 naming %s and the served key", held, w.vault.KeyID(versionA))
+	// Recomputed from what a client has: the certificate served, its CA, the stack's key ids and the thumbprint
+	// (checked against the wrapping key in TestPrepareReleasesTheKeyAndWritesTheStaticSealKey).
+	expect := func(held []byte, certificate, issuer *x509.Certificate, initialized string, clusterID string) {
+		t.Helper()
+		leafDigest := sha256.Sum256(certificate.RawSubjectPublicKeyInfo)
+		caDigest := sha256.Sum256(issuer.RawSubjectPublicKeyInfo)
+		want := fmt.Sprintf(`{"v":3,"purpose":"confidential-vault/openbao-listener","listener_spki_sha256":"%x",`+
+			`"ca_spki_sha256":"%x","seal_key_id":"%s","previous_seal_key_id":"%s","release_jwk_thumbprint":"%s",`+
+			`"initialized":%s,"cluster_id":"%s"}`, leafDigest, caDigest, w.vault.KeyID(versionB), w.vault.KeyID(versionA),
+			prepared.Listener.ReleaseJWKThumbprint, initialized, clusterID)
+		if string(held) != want {
+			t.Errorf("the token binds\n%s\nwant\n%s", held, want)
+		}
+		if !issuer.PublicKey.(*ecdsa.PublicKey).Equal(expectedCAKey(t, hsmKeyB, w.vault.KeyID(versionB)).Public()) {
+			t.Error("the served CA is not the one derived from the current released key")
+		}
 	}
-	if string(held) != string(prepared.ListenerBinding) {
-		t.Errorf("the token binds %s, not the binding Prepare made (%s)", held, prepared.ListenerBinding)
+	certificate, issuer, held := readServed(t, dir)
+	expect(held, certificate, issuer, "false", "")
+
+	const clusterID = "5f0e4c2a-8d1b-4e6f-9a3c-7b2d1e0f4a5b"
+	if changed, err := listener.ObserveStore(bootstrap.StoreState{Initialized: true, ClusterID: clusterID}); err != nil || !changed {
+		t.Fatalf("ObserveStore: %v, %v", changed, err)
+	}
+	reissued, reissuedIssuer, reissuedHeld := readServed(t, dir)
+	expect(reissuedHeld, reissued, reissuedIssuer, "true", clusterID)
+	if !reissued.PublicKey.(*ecdsa.PublicKey).Equal(certificate.PublicKey) || !bytes.Equal(reissuedIssuer.Raw, issuer.Raw) {
+		t.Error("a store change must keep the leaf key and the CA certificate")
 	}
 }
 
-func TestStartWithRefusesABindingOfAnotherKey(t *testing.T) {
+// TestListenerCASameAcrossReplicasAndRestarts: with attested unseal, clients pin one CA file. Two independent
+// bootstraps (two replicas, or one replica and its restart: nothing is kept between them) that get the same released
+// key present chains that this one file verifies, each with its own leaf; another seal key version (a rotation)
+// gives another CA, which the pinned file does not vouch for.
+func TestListenerCASameAcrossReplicasAndRestarts(t *testing.T) {
 	w := newWorld(t)
-	first := w.mustPrepare()
-	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	config := bootstrap.Config{MAAURL: w.maaURL, DNSNames: []string{"vault.example.com", "openbao-active.vault.svc"}}
+	startReplica := func() (*x509.Certificate, *x509.Certificate) {
+		t.Helper()
+		replica := *w
+		replica.sealDir = t.TempDir() // its own enclave memory
+		prepared := replica.mustPrepare()
+		dir := t.TempDir()
+		if _, err := bootstrap.StartWith(config, w.provider, dir, func(string, ...any) {}, prepared.Listener); err != nil {
+			t.Fatal(err)
+		}
+		certificate, issuer, _ := readServed(t, dir)
+		return certificate, issuer
+	}
+	first, firstCA := startReplica()
+	second, secondCA := startReplica()
+
+	// The CA file a client pins after verifying the first replica (scripts/verify.py writes the PEM).
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: firstCA.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pinnedPEM, err := os.ReadFile(caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := ListenerBindingFor(&otherKey.PublicKey, w.keyID(versionA), &testWrappingKey.PublicKey)
-	if err != nil {
-		t.Fatal(err)
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pinnedPEM) {
+		t.Fatal("the CA file holds no certificate")
 	}
-	_, err = bootstrap.StartWith(bootstrap.Config{MAAURL: w.maaURL, DNSNames: []string{"vault.example.com"}}, w.provider,
-		t.TempDir(), func(string, ...any) {}, bootstrap.Identity{Key: first.ListenerKey, Binding: other})
-	if err == nil || !strings.Contains(err.Error(), "does not name the listener key") {
-		t.Fatalf("error = %v, want a refusal of a binding for another key", err)
+	for name, leaf := range map[string]*x509.Certificate{"first": first, "second": second} {
+		for _, host := range config.DNSNames {
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: host}); err != nil {
+				t.Errorf("the %s replica's chain does not verify for %s against the pinned CA file: %v", name, host, err)
+			}
+		}
+	}
+	if first.PublicKey.(*ecdsa.PublicKey).Equal(second.PublicKey) {
+		t.Error("two starts share a leaf key: each start must make its own")
+	}
+	if !bytes.Equal(firstCA.Raw, secondCA.Raw) {
+		t.Error("two starts with the same released key serve different CA certificates")
+	}
+
+	// A rotation to another key version: another CA, and the old pin does not vouch for its leaves.
+	w.config.Key, w.config.Previous = w.keyID(versionB), ptr(w.keyID(versionA))
+	rotated, rotatedCA := startReplica()
+	if rotatedCA.PublicKey.(*ecdsa.PublicKey).Equal(firstCA.PublicKey) {
+		t.Fatal("another seal key version gives the same CA")
+	}
+	if _, err := rotated.Verify(x509.VerifyOptions{Roots: roots, DNSName: "vault.example.com"}); err == nil {
+		t.Error("the CA pinned for one seal key version vouches for a leaf under another")
 	}
 }

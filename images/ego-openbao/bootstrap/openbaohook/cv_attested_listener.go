@@ -22,12 +22,28 @@ import (
 	"confidential-vault.internal/bootstrap"
 	"confidential-vault.internal/bootstrap/egoenclave"
 	"confidential-vault.internal/bootstrap/keyrelease"
+	"confidential-vault.internal/bootstrap/measured"
+	"confidential-vault.internal/bootstrap/storeidentity"
 )
 
 func init() {
 	logger := log.New(os.Stderr, "attested-listener: ", log.LstdFlags|log.LUTC|log.Lmsgprefix)
+	// First, before anything reads the environment, a file or the command line: an enclave the host steered (EGo's
+	// MarbleRun premain, a variable enclave.json does not forward) stops here (../premain.go).
+	if err := bootstrap.RefuseHostSteering(os.Environ(), bootstrap.FileSystemRoot, os.Stat); err != nil {
+		logger.Fatalf("refusing to start OpenBao: %v", err)
+	}
+	// Then the measured configuration and CA bundle, compiled into this binary, replace whatever is at their paths,
+	// before any TLS connection (Go loads its roots on first use) and before OpenBao reads them (../measuredfiles.go).
+	measuredFiles, err := bootstrap.MeasuredFiles(measured.CABundle)
+	if err != nil {
+		logger.Fatalf("refusing to start OpenBao: %v", err)
+	}
+	if err := bootstrap.WriteMeasuredFiles(bootstrap.FileSystemRoot, measuredFiles); err != nil {
+		logger.Fatalf("refusing to start OpenBao: %v", err)
+	}
 	// The host chooses the command line; the enclave chooses the configuration: `bao server` runs with the measured
-	// file embedded by enclave.json, whatever -config the host passed (dev mode and other commands run unchanged).
+	// files just written, whatever -config the host passed (dev mode and other commands run unchanged).
 	plan, err := bootstrap.PlanLaunch(os.Args[1:], os.LookupEnv)
 	if err != nil {
 		logger.Fatalf("refusing to start OpenBao: %v", err)
@@ -63,6 +79,9 @@ func init() {
 		logger.Fatalf("refusing to start OpenBao: the launch plan and the key release disagree about %s", keyrelease.EnvSealKeyID)
 	}
 	var listener *bootstrap.Listener
+	// With attested unseal, the store identity record (storeidentity) decides on each store OpenBao reports; with
+	// Shamir there is no enclave-only key to protect a record, and the client's cluster_id pin stands alone.
+	var storeCheck func(context.Context, bootstrap.StoreState) error
 	if sealConfig == nil {
 		listener, err = bootstrap.Start(config, egoenclave.Enclave{}, bootstrap.ListenerDir, logger.Printf)
 	} else {
@@ -81,8 +100,12 @@ func init() {
 				logger.Fatalf("refusing to start OpenBao: setting %s: %v", name, err)
 			}
 		}
-		listener, err = bootstrap.StartWith(config, egoenclave.Enclave{}, bootstrap.ListenerDir, logger.Printf,
-			bootstrap.Identity{Key: prepared.ListenerKey, Binding: prepared.ListenerBinding})
+		recordStore, storeErr := storeidentity.KubernetesStoreFromEnv(os.Getenv, storeidentity.ServiceAccountDir)
+		if storeErr != nil {
+			logger.Fatalf("refusing to start OpenBao: the store identity record: %v", storeErr)
+		}
+		storeCheck = (&storeidentity.Checker{Store: recordStore, Keys: prepared.StoreIdentityKeys, Logf: logger.Printf}).Check
+		listener, err = bootstrap.StartWith(config, egoenclave.Enclave{}, bootstrap.ListenerDir, logger.Printf, prepared.Listener)
 	}
 	if err != nil {
 		logger.Fatalf("refusing to start OpenBao: %v", err)
@@ -99,4 +122,10 @@ func init() {
 		return ln, props, certGetter, err
 	}
 	go listener.Refresh(context.Background())
+	// The certificate binds the store OpenBao serves, read over loopback TLS pinned to this start's own leaf key.
+	go func() {
+		if err := listener.WatchStore(context.Background(), bootstrap.LoopbackHealthURL, storeCheck); err != nil {
+			logger.Fatalf("stopping OpenBao: %v", err)
+		}
+	}()
 }

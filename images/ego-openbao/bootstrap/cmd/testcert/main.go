@@ -4,10 +4,9 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -23,98 +22,141 @@ import (
 	"confidential-vault.internal/bootstrap/keyrelease"
 )
 
+// options are the flags; every binding field an enclave can bind has one, so that a client test can fake any
+// genuine enclave's certificate.
+type options struct {
+	signingKey, keyID, maaURL, names, claimsFile, out string
+	simulation, reissue                               bool
+	sealKeyID, previousSealKeyID, releaseThumbprint   string
+	caSeed                                            string
+	initialized                                       bool
+	clusterID                                         string
+}
+
 func main() {
-	signingKey := flag.String("signing-key", "", "PEM file with the fake provider's RSA signing key (PKCS#8 or PKCS#1)")
-	keyID := flag.String("key-id", "test-signing-key", "kid of the signing key in the provider's JWKS")
-	maaURL := flag.String("maa-url", "", "provider URL: "+bootstrap.EnvMAAURL)
-	names := flag.String("names", "", "subject alternative names: "+bootstrap.EnvListenerNames)
-	claimsFile := flag.String("claims", "", "JSON file of claims every token carries (the SGX measurements)")
-	simulation := flag.Bool("simulation", false, "run as with "+bootstrap.EnvSimulation+"=1")
-	reissue := flag.Bool("reissue", false, "keep the first certificate as first.crt, then reissue it once")
-	sealKeyID := flag.String("seal-key-id", "", "attested unseal: bind this Key Vault key id ("+keyrelease.EnvSealKeyID+
-		") into the listener's attestation (binding version 2), as the enclave does after the key release")
-	out := flag.String("out", "", "directory for listener.key and listener.crt")
+	var o options
+	flag.StringVar(&o.signingKey, "signing-key", "", "PEM file with the fake provider's RSA signing key (PKCS#8 or PKCS#1)")
+	flag.StringVar(&o.keyID, "key-id", "test-signing-key", "kid of the signing key in the provider's JWKS")
+	flag.StringVar(&o.maaURL, "maa-url", "", "provider URL: "+bootstrap.EnvMAAURL)
+	flag.StringVar(&o.names, "names", "", "subject alternative names: "+bootstrap.EnvListenerNames)
+	flag.StringVar(&o.claimsFile, "claims", "", "JSON file of claims every token carries (the SGX measurements)")
+	flag.BoolVar(&o.simulation, "simulation", false, "run as with "+bootstrap.EnvSimulation+"=1")
+	flag.BoolVar(&o.reissue, "reissue", false, "keep the first certificate as first.crt, then reissue it once")
+	flag.StringVar(&o.sealKeyID, "seal-key-id", "", "attested unseal: bind this Key Vault key id ("+keyrelease.EnvSealKeyID+
+		") as seal_key_id, as the enclave does after the key release")
+	flag.StringVar(&o.previousSealKeyID, "previous-seal-key-id", "", "bind this key id as previous_seal_key_id ("+
+		keyrelease.EnvSealPreviousKeyID+"); needs -seal-key-id")
+	flag.StringVar(&o.releaseThumbprint, "release-jwk-thumbprint", "", "bind this release_jwk_thumbprint (default with "+
+		"-seal-key-id: the thumbprint of a fresh RSA key, as the enclave's wrapping key)")
+	flag.StringVar(&o.caSeed, "ca-seed", "", "derive the listener CA key from SHA-512 of this text instead of a fresh key: "+
+		"two runs with the same seed share a CA, as replicas with the same released seal key do")
+	flag.BoolVar(&o.initialized, "initialized", false, "bind initialized=true, as after OpenBao reports an initialised store")
+	flag.StringVar(&o.clusterID, "cluster-id", "", "bind this cluster_id, as after OpenBao reports an unsealed store")
+	flag.StringVar(&o.out, "out", "", "directory for listener.key, listener.crt and ca.crt (the CA certificate, PEM)")
 	flag.Parse()
-	if err := run(*signingKey, *keyID, *maaURL, *names, *claimsFile, *sealKeyID, *simulation, *reissue, *out); err != nil {
+	if err := run(o); err != nil {
 		log.Fatalf("testcert: %v", err)
 	}
 }
 
-func run(signingKey, keyID, maaURL, names, claimsFile, sealKeyID string, simulation, reissue bool, out string) error {
-	if out == "" {
+func run(o options) error {
+	if o.out == "" {
 		return errors.New("-out is required")
 	}
-	environment := map[string]string{bootstrap.EnvMAAURL: maaURL, bootstrap.EnvListenerNames: names}
-	if simulation {
+	environment := map[string]string{bootstrap.EnvMAAURL: o.maaURL, bootstrap.EnvListenerNames: o.names}
+	if o.simulation {
 		environment[bootstrap.EnvSimulation] = "1"
 	}
 	config, err := bootstrap.ConfigFromEnv(func(name string) string { return environment[name] })
 	if err != nil {
 		return err
 	}
-	provider := &fakemaa.Provider{KeyID: keyID}
-	if !simulation {
-		if provider.Key, err = readRSAKey(signingKey); err != nil {
+	provider := &fakemaa.Provider{KeyID: o.keyID}
+	if !o.simulation {
+		if provider.Key, err = readRSAKey(o.signingKey); err != nil {
 			return err
 		}
-		if claimsFile != "" {
-			raw, err := os.ReadFile(claimsFile)
+		if o.claimsFile != "" {
+			raw, err := os.ReadFile(o.claimsFile)
 			if err != nil {
 				return err
 			}
 			if err := json.Unmarshal(raw, &provider.Claims); err != nil {
-				return fmt.Errorf("%s: %w", claimsFile, err)
+				return fmt.Errorf("%s: %w", o.claimsFile, err)
 			}
 		}
 	}
-	var listener *bootstrap.Listener
-	if sealKeyID == "" {
-		listener, err = bootstrap.Start(config, provider, out, log.Printf)
-	} else {
-		var identity bootstrap.Identity
-		if identity, err = attestedUnsealIdentity(sealKeyID); err != nil {
-			return err
-		}
-		listener, err = bootstrap.StartWith(config, provider, out, log.Printf, identity)
-	}
+	identity, err := identityFrom(o)
 	if err != nil {
 		return err
 	}
-	if !reissue {
+	listener, err := bootstrap.StartWith(config, provider, o.out, log.Printf, identity)
+	if err != nil {
+		return err
+	}
+	// The enclave's first certificate binds an uninitialised store until it has read OpenBao's health; here the
+	// state comes from the flags and every certificate written binds it.
+	if _, err := listener.ObserveStore(bootstrap.StoreState{Initialized: o.initialized, ClusterID: o.clusterID}); err != nil {
+		return err
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: listener.CACertificate()})
+	if err := os.WriteFile(filepath.Join(o.out, "ca.crt"), caPEM, 0o644); err != nil {
+		return err
+	}
+	if !o.reissue {
 		return nil
 	}
-	first, err := os.ReadFile(filepath.Join(out, filepath.Base(bootstrap.CertificatePath)))
+	first, err := os.ReadFile(filepath.Join(o.out, filepath.Base(bootstrap.CertificatePath)))
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(out, "first.crt"), first, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(o.out, "first.crt"), first, 0o644); err != nil {
 		return err
 	}
 	return listener.Reissue()
 }
 
-// attestedUnsealIdentity is what keyrelease.Prepare hands the listener: a listener key and binding version 2 for the
-// key it released (here without a release: the binding is what this tool's users check).
-func attestedUnsealIdentity(sealKeyID string) (bootstrap.Identity, error) {
-	key, err := keyrelease.ParseKeyID(sealKeyID)
-	if err != nil {
-		return bootstrap.Identity{}, fmt.Errorf("-seal-key-id: %w", err)
+// identityFrom is what keyrelease.Prepare hands the listener (here without a release: the binding is what this
+// tool's users check).
+func identityFrom(o options) (bootstrap.Identity, error) {
+	var identity bootstrap.Identity
+	if o.caSeed != "" {
+		seed := sha512.Sum512([]byte(o.caSeed))
+		key, err := bootstrap.CAKeyFromSeed(seed[:])
+		if err != nil {
+			return identity, err
+		}
+		identity.CAKey = key
 	}
-	listenerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return bootstrap.Identity{}, err
+	if o.sealKeyID == "" {
+		if o.previousSealKeyID != "" || o.releaseThumbprint != "" {
+			return identity, errors.New("-previous-seal-key-id and -release-jwk-thumbprint need -seal-key-id")
+		}
+		return identity, nil
 	}
-	// The enclave's wrapping key has keyrelease.WrappingKeyBits; the binding only carries its thumbprint, so a
-	// smaller key keeps this tool fast.
-	wrappingKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	key, err := keyrelease.ParseKeyID(o.sealKeyID)
 	if err != nil {
-		return bootstrap.Identity{}, err
+		return identity, fmt.Errorf("-seal-key-id: %w", err)
 	}
-	binding, err := keyrelease.ListenerBindingFor(&listenerKey.PublicKey, key, &wrappingKey.PublicKey)
-	if err != nil {
-		return bootstrap.Identity{}, err
+	identity.SealKeyID = key.String()
+	if o.previousSealKeyID != "" {
+		previous, err := keyrelease.ParseKeyID(o.previousSealKeyID)
+		if err != nil {
+			return identity, fmt.Errorf("-previous-seal-key-id: %w", err)
+		}
+		identity.PreviousSealKeyID = previous.String()
 	}
-	return bootstrap.Identity{Key: listenerKey, Binding: binding}, nil
+	identity.ReleaseJWKThumbprint = o.releaseThumbprint
+	if identity.ReleaseJWKThumbprint == "" {
+		// The enclave's wrapping key has keyrelease.WrappingKeyBits; the binding only carries its thumbprint, so a
+		// smaller key keeps this tool fast.
+		wrappingKey, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return identity, err
+		}
+		identity.ReleaseJWKThumbprint = keyrelease.Thumbprint(&wrappingKey.PublicKey)
+	}
+	return identity, nil
 }
 
 func readRSAKey(path string) (*rsa.PrivateKey, error) {
