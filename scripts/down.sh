@@ -25,22 +25,9 @@ for arg in "$@"; do
 done
 [[ -n "$stack" ]] || usage
 cd "$(dirname "$0")/.."
-if [[ ! -f "Pulumi.$stack.yaml" ]]; then
-    stacks=()
-    for file in Pulumi.*.yaml; do stacks+=("${file#Pulumi.}"); done
-    echo "error: Pulumi.$stack.yaml not found; stacks here: ${stacks[*]%.yaml}" >&2
-    exit 2
-fi
-for tool in pulumi az python3; do
-    command -v "$tool" >/dev/null || { echo "error: '$tool' not found on PATH (see README prerequisites)" >&2; exit 1; }
-done
-az account show --output none 2>/dev/null || { echo "error: not logged in to Azure: run 'az login'" >&2; exit 1; }
-
-export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$HOME/.pulumi-confidential-vault}"
-if [[ -z "${PULUMI_CONFIG_PASSPHRASE:-}" && -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]]; then
-    echo "error: set PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE: the stack's secrets need it" >&2
-    exit 1
-fi
+# shellcheck source=scripts/stack-preflight.sh
+source scripts/stack-preflight.sh
+stack_preflight "$stack"
 # A cluster that is already gone must not block the destroy: its Kubernetes objects are dropped from the state.
 export PULUMI_K8S_DELETE_UNREACHABLE=true
 

@@ -6,16 +6,14 @@ package main
 
 import (
 	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"maps"
-	"os"
 	"slices"
 
+	"confidential-vault.internal/bootstrap/cmd/internal/pemkey"
 	"confidential-vault.internal/bootstrap/keyrelease"
 )
 
@@ -42,7 +40,7 @@ func run(keyID, releasedKey, previousKeyID, previousReleasedKey, out string) err
 	if err != nil {
 		return fmt.Errorf("-key-id: %w", err)
 	}
-	released, err := readRSAKey(releasedKey)
+	released, err := pemkey.ReadRSA(releasedKey)
 	if err != nil {
 		return err
 	}
@@ -54,7 +52,7 @@ func run(keyID, releasedKey, previousKeyID, previousReleasedKey, out string) err
 			return fmt.Errorf("-previous-key-id: %w", err)
 		}
 		previous = &parsed
-		if previousReleased, err = readRSAKey(previousReleasedKey); err != nil {
+		if previousReleased, err = pemkey.ReadRSA(previousReleasedKey); err != nil {
 			return err
 		}
 	}
@@ -66,27 +64,4 @@ func run(keyID, releasedKey, previousKeyID, previousReleasedKey, out string) err
 		fmt.Printf("%s=%s\n", name, env[name])
 	}
 	return nil
-}
-
-func readRSAKey(path string) (*rsa.PrivateKey, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(raw)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	if key, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return key, nil
-	}
-	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	key, ok := parsed.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%s: not an RSA key", path)
-	}
-	return key, nil
 }

@@ -12,7 +12,6 @@ package main
 import (
 	"context"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"confidential-vault.internal/bootstrap"
+	"confidential-vault.internal/bootstrap/cmd/internal/pemkey"
 	"confidential-vault.internal/bootstrap/keyrelease"
 	"confidential-vault.internal/bootstrap/storeidentity"
 )
@@ -66,7 +66,7 @@ func run(address, caFile, keyID, releasedKey, previousKeyID, previousReleasedKey
 	if err != nil {
 		return fmt.Errorf("-key-id: %w", err)
 	}
-	released, err := readRSAKey(releasedKey)
+	released, err := pemkey.ReadRSA(releasedKey)
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func run(address, caFile, keyID, releasedKey, previousKeyID, previousReleasedKey
 			return fmt.Errorf("-previous-key-id: %w", err)
 		}
 		previous = &parsed
-		if previousReleased, err = readRSAKey(previousReleasedKey); err != nil {
+		if previousReleased, err = pemkey.ReadRSA(previousReleasedKey); err != nil {
 			return err
 		}
 	}
@@ -112,27 +112,4 @@ func run(address, caFile, keyID, releasedKey, previousKeyID, previousReleasedKey
 	}
 	fmt.Printf("accepted: initialized=%t cluster_id=%q\n", state.Initialized, state.ClusterID)
 	return nil
-}
-
-func readRSAKey(path string) (*rsa.PrivateKey, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(raw)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	if key, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return key, nil
-	}
-	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	key, ok := parsed.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%s: not an RSA key", path)
-	}
-	return key, nil
 }

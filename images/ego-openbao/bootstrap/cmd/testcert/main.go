@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha512"
-	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"path/filepath"
 
 	"confidential-vault.internal/bootstrap"
+	"confidential-vault.internal/bootstrap/cmd/internal/pemkey"
 	"confidential-vault.internal/bootstrap/fakemaa"
 	"confidential-vault.internal/bootstrap/keyrelease"
 )
@@ -73,7 +73,7 @@ func run(o options) error {
 	}
 	provider := &fakemaa.Provider{KeyID: o.keyID}
 	if !o.simulation {
-		if provider.Key, err = readRSAKey(o.signingKey); err != nil {
+		if provider.Key, err = pemkey.ReadRSA(o.signingKey); err != nil {
 			return err
 		}
 		if o.claimsFile != "" {
@@ -157,27 +157,4 @@ func identityFrom(o options) (bootstrap.Identity, error) {
 		identity.ReleaseJWKThumbprint = keyrelease.Thumbprint(&wrappingKey.PublicKey)
 	}
 	return identity, nil
-}
-
-func readRSAKey(path string) (*rsa.PrivateKey, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(raw)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	if key, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return key, nil
-	}
-	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	key, ok := parsed.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%s: not an RSA key", path)
-	}
-	return key, nil
 }
