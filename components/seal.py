@@ -67,7 +67,7 @@ class SealAccess:
 
     The pod joins AKS workload identity (`pod_labels`, and `service_account_annotations` on its service account), the
     enclave gets `env` (the key id), the release waits for `ready`, and clients expect `key_id` in the enclave's
-    attestation (binding version 2, scripts/verify.py).
+    attestation (binding version 3, scripts/verify.py).
     """
 
     key_id: pulumi.Output[str]

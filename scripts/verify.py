@@ -80,7 +80,11 @@ BINDING_KEYS = (
 )
 BINDING_PURPOSE = "confidential-vault/openbao-listener"
 # A key id as Key Vault writes it into a key's `kid`: https://<vault>.vault.azure.net/keys/<name>/<version>.
-SEAL_KEY_ID = re.compile(r"^https://[a-z0-9.-]+(?::[0-9]+)?/keys/[0-9a-z-]{1,127}/[0-9a-f]{32}$")
+# The enclave's own rule (keyrelease.ParseKeyID): a Key Vault or Managed HSM of Azure's public cloud, no port.
+SEAL_KEY_ID = re.compile(
+    r"^https://(?=[a-z0-9-]{3,24}\.)[a-z](?:-?[a-z0-9])+\.(?:vault|managedhsm)\.azure\.net"
+    r"/keys/[0-9a-z-]{1,127}/[0-9a-f]{32}$"
+)
 # RFC 7638 SHA-256 thumbprint, base64url without padding.
 JWK_THUMBPRINT = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
@@ -559,6 +563,12 @@ def _check_store(binding: Mapping[str, Any], raw: bytes, expected: Expectations)
     if store.cluster_id and (not store.initialized or not _is_uuid(store.cluster_id)):
         raise NotTrustedError(f"the binding's cluster_id is malformed or set while uninitialised: {raw!r}")
     if not store.initialized:
+        if expected.cluster_id is not None:
+            raise NotTrustedError(
+                f"the store is not initialised, but this stack's store is {expected.cluster_id} "
+                "(vaultEnclave.clusterId): the host wiped it or pointed the enclave at another one. Do not initialise "
+                "it (--init is for a stack's first deploy only); restore the stack's store"
+            )
         if expected.accept_uninitialised and not expected.recording:
             return store
         raise NotTrustedError(

@@ -514,10 +514,22 @@ def test_an_uninitialised_store_is_trusted_only_with_init(provider: Provider) ->
         match=r"the store is not initialised: whoever runs `bao operator init` first holds its root token .* run "
         r"verify.py --init",
     ):
-        verify.verify_endpoint(leaf, EXPECTED, keys_from(provider.jwks()))
+        verify.verify_endpoint(leaf, UNPINNED, keys_from(provider.jwks()))
     first_deploy = verify.Expectations(**{**UNPINNED.__dict__, "accept_uninitialised": True})
     verified = verify.verify_endpoint(leaf, first_deploy, keys_from(provider.jwks()))
     assert (verified.ca_certificate, verified.store) == (ca, verify.Store(initialized=False, cluster_id=""))
+
+
+def test_init_never_trusts_an_empty_store_on_a_stack_that_pins_its_store(provider: Provider) -> None:
+    """--init is for a first deploy: on a stack that pinned its store, an empty one is the wiped or swapped store."""
+    leaf, _ = endpoint(provider, lambda public: binding(public, **UNINITIALISED))
+    for expected in (EXPECTED, verify.Expectations(**{**EXPECTED.__dict__, "accept_uninitialised": True})):
+        with pytest.raises(
+            verify.NotTrustedError,
+            match=rf"the store is not initialised, but this stack's store is {CLUSTER_ID} \(vaultEnclave.clusterId\): "
+            r"the host wiped it or pointed the enclave at another one. Do not initialise it",
+        ):
+            verify.verify_endpoint(leaf, expected, keys_from(provider.jwks()))
 
 
 def test_init_accepts_nothing_but_the_uninitialised_store(provider: Provider) -> None:
@@ -585,9 +597,25 @@ def test_the_stacks_seal_key_comes_from_its_outputs_and_must_be_a_key_id() -> No
     outputs = {"vaultUrl": f"https://{HOST}", "vaultEnclave": {"sealKeyId": SEAL_KEY_ID, "simulation": False}}
     assert verify.expectations_from_outputs(outputs)["seal_key_id"] == SEAL_KEY_ID
     assert "seal_key_id" not in verify.expectations_from_outputs({"vaultEnclave": {"sealKeyId": None}})
-    for malformed in (SEAL_KEY_ID[:-33], "http://kv.vault.azure.net/keys/openbao-seal/" + "0a" * 16, "openbao-seal"):
+    version = "0a" * 16
+    for malformed in (
+        SEAL_KEY_ID[:-33],
+        "http://kv.vault.azure.net/keys/openbao-seal/" + version,
+        "openbao-seal",
+        # The enclave's rule (keyrelease.ParseKeyID): Azure's key services only, a vault name of 3 to 24, no port.
+        "https://evil.example:8443/keys/openbao-seal/" + version,
+        "https://kv-prod.vault.azure.net:443/keys/openbao-seal/" + version,
+        "https://kv-prod.vault.azure.net.evil.com/keys/openbao-seal/" + version,
+        "https://kv.vault.azure.net/keys/openbao-seal/" + version,
+        "https://a234567890123456789012345.vault.azure.net/keys/openbao-seal/" + version,
+    ):
         with pytest.raises(verify.UsageError, match="--seal-key-id"):
             verify.check_expectations(verify.Expectations(host=HOST, seal_key_id=malformed))
+    for key_id in (
+        "https://a23456789012345678901234.vault.azure.net/keys/openbao-seal/" + version,
+        "https://cv-hsm-1.managedhsm.azure.net/keys/openbao-seal/" + version,
+    ):
+        verify.check_expectations(verify.Expectations(host=HOST, seal_key_id=key_id))
 
 
 def test_tokens_of_other_algorithms_are_refused(provider: Provider) -> None:

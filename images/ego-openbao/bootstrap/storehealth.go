@@ -117,8 +117,8 @@ func ReadStoreState(ctx context.Context, client *http.Client, healthURL string) 
 	return state, nil
 }
 
-// WatchStore reads OpenBao's health over the pinned loopback connection until ctx ends. On every change of the
-// store state it runs check (nil: none) and then re-issues the certificate with the new state bound; a check or
+// WatchStore reads OpenBao's health over the pinned loopback connection until ctx ends. On the first reading and on
+// every change of the store state it runs check (nil: none) and then re-issues the certificate with the new state bound; a check or
 // issuance that fails is retried at the next reading, so the certificate never binds a state the check has not
 // passed. It returns the check's error when that wraps ErrStoreRefused, and nil when ctx ends.
 func (l *Listener) WatchStore(ctx context.Context, healthURL string, check func(context.Context, StoreState) error) error {
@@ -132,6 +132,10 @@ func (l *Listener) WatchStore(ctx context.Context, healthURL string, check func(
 func (l *Listener) watchStore(ctx context.Context, client *http.Client, healthURL string, check func(context.Context, StoreState) error,
 	after func(time.Duration) <-chan time.Time) error {
 	lastProblem := ""
+	// The first certificate binds the uninitialised state, which is also what an empty store reports: without a
+	// check of the first reading, a store the host wiped before this start would be served unchecked until someone
+	// initialised it.
+	checked := false
 	report := func(problem string) {
 		// Once per distinct problem: OpenBao is not listening yet for the first readings of every start.
 		if problem != lastProblem {
@@ -151,7 +155,7 @@ func (l *Listener) watchStore(ctx context.Context, client *http.Client, healthUR
 			l.issueMu.Lock()
 			bound := l.store
 			l.issueMu.Unlock()
-			if state != bound {
+			if state != bound || !checked {
 				if check != nil {
 					if err := check(ctx, state); err != nil {
 						if errors.Is(err, ErrStoreRefused) {
@@ -161,6 +165,9 @@ func (l *Listener) watchStore(ctx context.Context, client *http.Client, healthUR
 						break
 					}
 				}
+				checked = true
+			}
+			if state != bound {
 				if _, err := l.ObserveStore(state); err != nil {
 					report("re-issuing the listener certificate for the store failed: " + err.Error())
 					break

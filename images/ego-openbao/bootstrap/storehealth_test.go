@@ -149,8 +149,9 @@ func TestWatchStoreReissuesWhenTheStoreChangesAndStopsOnARefusal(t *testing.T) {
 	}
 	server := serve(t, dir, fakeopenbao.State{Sealed: true})
 
-	// What the check answers, call by call: pass, pass, the record store unreachable, a refusal.
-	results := []error{nil, nil, errors.New("API server unreachable"), fmt.Errorf("%w: it is uninitialised", ErrStoreRefused)}
+	// What the check answers, call by call: pass (the first reading), pass, pass, the record store unreachable, a
+	// refusal.
+	results := []error{nil, nil, nil, errors.New("API server unreachable"), fmt.Errorf("%w: it is uninitialised", ErrStoreRefused)}
 	var checked []StoreState
 	check := func(_ context.Context, state StoreState) error {
 		checked = append(checked, state)
@@ -176,7 +177,7 @@ func TestWatchStoreReissuesWhenTheStoreChangesAndStopsOnARefusal(t *testing.T) {
 		fire <- time.Time{}
 	}
 
-	// Uninitialised, as the first certificate already says: nothing to check, nothing to reissue.
+	// Uninitialised, as the first certificate already says: checked (the first reading always is), nothing to reissue.
 	next(fakeopenbao.State{Initialized: true, Sealed: true}, 2*time.Second)
 	next(fakeopenbao.State{Initialized: true, ClusterID: testClusterID}, 2*time.Second)
 	// Settled: the slow poll, and an unchanged store is not checked again.
@@ -201,11 +202,49 @@ func TestWatchStoreReissuesWhenTheStoreChangesAndStopsOnARefusal(t *testing.T) {
 	if got := boundStates(t, provider.BoundData()); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("bound store states %q, want %q", got, want)
 	}
-	wantChecked := []StoreState{{Initialized: true}, {Initialized: true, ClusterID: testClusterID}, {}, {}}
+	wantChecked := []StoreState{{}, {Initialized: true}, {Initialized: true, ClusterID: testClusterID}, {}, {}}
 	if fmt.Sprint(checked) != fmt.Sprint(wantChecked) {
-		t.Errorf("checked %v, want %v (each change, and a change again after a failed check)", checked, wantChecked)
+		t.Errorf("checked %v, want %v (the first reading, each change, and a change again after a failed check)", checked, wantChecked)
 	}
 	if !strings.Contains(string(listener.Binding()), `"initialized":true,"cluster_id":"`+testClusterID) {
 		t.Errorf("after the refusal the binding is %s: the refused state must never be bound", listener.Binding())
+	}
+}
+
+// A store the host wiped before this start reads as uninitialised, which the first certificate already binds: the
+// first reading is checked all the same, so a record that names another store stops the enclave at once instead of
+// serving the empty store until someone initialises it.
+func TestAStoreUninitialisedAtStartIsCheckedOnTheFirstReading(t *testing.T) {
+	dir := t.TempDir()
+	listener, err := Start(testConfig, newProvider(), dir, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := PinnedHealthClient(listener.CACertificate(), listener.LeafPublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := serve(t, dir, fakeopenbao.State{})
+	var checked []StoreState
+	check := func(_ context.Context, state StoreState) error {
+		checked = append(checked, state)
+		return fmt.Errorf("%w: the store is uninitialised, but this enclave served store %s", ErrStoreRefused, testClusterID)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- listener.watchStore(context.Background(), client, healthURL(server), check, func(time.Duration) <-chan time.Time {
+			return make(chan time.Time) // never fires: only the first reading may decide
+		})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStoreRefused) {
+			t.Fatalf("watch ended with %v, want the refusal", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first reading of an uninitialised store was not checked")
+	}
+	if fmt.Sprint(checked) != fmt.Sprint([]StoreState{{}}) {
+		t.Errorf("checked %v, want the one uninitialised reading", checked)
 	}
 }

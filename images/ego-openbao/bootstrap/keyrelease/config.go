@@ -12,7 +12,7 @@ import (
 )
 
 // Settings the host supplies (listed as fromHost in enclave.json). The Key Vault key is the host's choice, which is
-// why the enclave binds it into its attestation (binding version 2) and clients compare it with the stack's: README.md,
+// why the enclave binds it into its attestation (binding version 3) and clients compare it with the stack's: README.md,
 // "Another vault".
 const (
 	// EnvSealKeyID is the Key Vault key whose release unseals OpenBao, with its version:
@@ -40,7 +40,8 @@ const FederatedTokenDir = "/var/run/secrets/azure/tokens"
 // KeyID names one version of a Key Vault key, in the form Key Vault writes into the key's kid.
 type KeyID struct {
 	// Vault is the vault's base URL: https://<vault>.vault.azure.net (lower case, no trailing slash).
-	Vault   string
+	Vault string
+	// Name is the key's name, lower case: Key Vault names are case-insensitive.
 	Name    string
 	Version string
 }
@@ -97,7 +98,9 @@ func parseKeyID(raw string, hostAllowed func(string) bool) (KeyID, error) {
 	if !keyVersionPattern.MatchString(parts[2]) {
 		return KeyID{}, fmt.Errorf("key version %q: 32 lower-case hex digits", parts[2])
 	}
-	return KeyID{Vault: "https://" + host, Name: parts[1], Version: parts[2]}, nil
+	// Key Vault matches key names without regard to case: one spelling, so that the host cannot make the same key
+	// look like another to the store identity record and the listener CA, which both derive from the key id.
+	return KeyID{Vault: "https://" + host, Name: strings.ToLower(parts[1]), Version: parts[2]}, nil
 }
 
 // Config is what the key release needs from the host.

@@ -172,3 +172,24 @@ func TestKeyIDsNameOnlyAzureKeyServices(t *testing.T) {
 		}
 	}
 }
+
+// Key Vault names keys without regard to case; a respelt name must give the very key id (and so the same listener CA
+// and store identity record) as the name Key Vault wrote, or the host could make the record look like none.
+func TestKeyIDsHaveOneSpelling(t *testing.T) {
+	canonical, err := ParseKeyID("https://cv-prod.vault.azure.net/keys/openbao-seal/" + versionA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, respelt := range []string{
+		"https://cv-prod.vault.azure.net/keys/OpenBao-Seal/" + versionA,
+		"https://CV-PROD.VAULT.AZURE.NET/keys/OPENBAO-SEAL/" + versionA,
+	} {
+		got, err := ParseKeyID(respelt)
+		if err != nil {
+			t.Fatalf("%s refused: %v", respelt, err)
+		}
+		if got != canonical || got.String() != canonical.String() {
+			t.Errorf("%s parsed as %s, want %s", respelt, got, canonical)
+		}
+	}
+}

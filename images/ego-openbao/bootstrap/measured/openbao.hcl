@@ -1,5 +1,5 @@
-# The OpenBao server configuration, measured: enclave.json embeds this file at /etc/openbao/openbao.hcl in the
-# enclave's memory (`files`), so it is part of MRENCLAVE, and the bootstrap (bootstrap/launch.go) starts `bao server`
+# The OpenBao server configuration, measured: compiled into the enclave binary (go:embed, package measured), so it
+# is part of MRENCLAVE, and written by the bootstrap to /etc/openbao/openbao.hcl in the enclave's memory; and the bootstrap (bootstrap/launch.go) starts `bao server`
 # with it and the other measured files only (storage, and the static seal for attested unseal): the -config the chart passes (/tmp/storageconfig.hcl, rendered from values/openbao.yaml) is
 # ignored. Changing anything here is a new enclave identity. README.md, "Measured configuration", says what the host
 # still supplies and why none of it weakens what is written here.

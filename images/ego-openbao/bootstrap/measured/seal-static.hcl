@@ -1,5 +1,5 @@
-# The static seal of attested unseal, measured: enclave.json embeds this file at /etc/openbao/seal-static.hcl, and the
-# bootstrap adds it to the server's command line after openbao.hcl (OpenBao merges the two) exactly when the host names
+# The static seal of attested unseal, measured: compiled into the enclave binary (go:embed) and
+# written to /etc/openbao/seal-static.hcl; the bootstrap adds it to the server's command line after openbao.hcl (OpenBao merges the two) exactly when the host names
 # a Key Vault key (CV_SEAL_KEY_ID); without it OpenBao has no seal stanza and unseals with Shamir shares. The keys are
 # not here and not the host's: the bootstrap has Key Vault release the HSM key to this attested enclave, derives the
 # 32-byte seal keys from it and writes them, 64 hex digits without a newline, into enclave memory (/run/bao-seal,

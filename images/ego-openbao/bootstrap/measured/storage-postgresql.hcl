@@ -1,10 +1,10 @@
-# `vault.storage: postgresql`, measured: enclave.json embeds this file at /etc/openbao/storage-postgresql.hcl, and the
-# bootstrap adds it after openbao.hcl when the host's CV_STORAGE is `postgresql`. Every entry is encrypted with
+# `vault.storage: postgresql`, measured: compiled into the enclave binary (go:embed) and
+# written to /etc/openbao/storage-postgresql.hcl; the bootstrap adds it after openbao.hcl when the host's CV_STORAGE is `postgresql`. Every entry is encrypted with
 # OpenBao's barrier key before it reaches the database: the database (and whoever administers it) sees ciphertext.
 #
 # No connection_url: OpenBao reads it from BAO_PG_CONNECTION_URL (physical/postgresql connectionURL), which the pod
 # gets from the Kubernetes Secret `openbao-storage`. The URL says sslmode=verify-full: the driver (pgx) verifies the
-# server's certificate and name against the CA bundle embedded in the enclave (enclave.json `files`, measured), which
+# server's certificate and name against the CA bundle compiled into the enclave (go:embed, measured), which
 # holds the roots Azure's servers chain to. A host-supplied URL can point at another database, which is the
 # documented substitution/rollback risk (README "Attested endpoint and threat model"), never a way to read secrets.
 # OpenBao creates its tables (openbao_kv_store, openbao_ha_locks) on first start.
