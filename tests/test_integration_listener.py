@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,17 @@ from pathlib import Path
 import pytest
 from integration_servers import Bao, go_tool, require_tools, scratch_dir
 from test_integration_openbao import FILE_CONFIGS, KEY_V1, initialise, released_key, seal_with
-from test_verify import ENCLAVE_CLAIMS, HOST, SIGNER, KeyServer, Provider, key_server, provider, run_verify
+from test_verify import (
+    ENCLAVE_CLAIMS,
+    HOST,
+    SIGNER,
+    KeyServer,
+    Provider,
+    go_listener,
+    key_server,
+    provider,
+    run_verify,
+)
 
 pytestmark = pytest.mark.integration
 __all__ = ["key_server", "provider"]  # the fixtures tests/test_verify.py defines, used here
@@ -29,30 +38,19 @@ __all__ = ["key_server", "provider"]  # the fixtures tests/test_verify.py define
 CA_SEED = "integration-test-seal-key"
 
 
-def issue(out: Path, provider: Provider, key_server: KeyServer, *flags: str) -> Path:
-    """The bootstrap's listener files (cmd/testcert) for an enclave with attested unseal under KEY_V1."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "signing.pem").write_bytes(provider.private_key_pem())
-    (out / "claims.json").write_text(json.dumps(ENCLAVE_CLAIMS))
-    result = subprocess.run(
-        [
-            str(go_tool("testcert")),
-            f"-signing-key={out / 'signing.pem'}",
-            f"-key-id={provider.kid}",
-            f"-maa-url={key_server.url}",
-            f"-names={HOST},127.0.0.1",
-            f"-claims={out / 'claims.json'}",
-            f"-seal-key-id={KEY_V1}",
-            f"-ca-seed={CA_SEED}",
-            f"-out={out}",
-            *flags,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+def issue(out: Path, provider: Provider, key_server: KeyServer, *store: str) -> Path:
+    """The bootstrap's listener files (cmd/testcert) for an enclave with attested unseal under KEY_V1, binding the
+    store state `store` (none: the first certificate of a start)."""
+    return go_listener(
+        go_tool("testcert"),
+        provider,
+        out,
+        key_server.url,
+        ENCLAVE_CLAIMS,
+        f"-seal-key-id={KEY_V1}",
+        f"-ca-seed={CA_SEED}",
+        store=store,
     )
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 def install(files: Path, server: Bao) -> None:

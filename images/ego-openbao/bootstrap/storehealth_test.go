@@ -87,9 +87,11 @@ func TestStoreHealthIsReadOnlyFromThisEnclavesListener(t *testing.T) {
 	}
 }
 
-func TestReadStoreStateGetsEveryStateInOneReading(t *testing.T) {
+// startPinned starts a listener in a temporary directory and returns a health client pinned to it, as the enclave's.
+func startPinned(t *testing.T, provider Enclave) (string, *Listener, *http.Client) {
+	t.Helper()
 	dir := t.TempDir()
-	listener, err := Start(testConfig, newProvider(), dir, discard)
+	listener, err := Start(testConfig, provider, dir, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +99,11 @@ func TestReadStoreStateGetsEveryStateInOneReading(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, listener, client
+}
+
+func TestReadStoreStateGetsEveryStateInOneReading(t *testing.T) {
+	dir, _, client := startPinned(t, newProvider())
 	server := serve(t, dir, fakeopenbao.State{})
 	for name, c := range map[string]struct {
 		state fakeopenbao.State
@@ -137,16 +144,8 @@ func boundStates(t *testing.T, bound [][]byte) []string {
 }
 
 func TestWatchStoreReissuesWhenTheStoreChangesAndStopsOnARefusal(t *testing.T) {
-	dir := t.TempDir()
 	provider := newProvider()
-	listener, err := Start(testConfig, provider, dir, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := PinnedHealthClient(listener.CACertificate(), listener.LeafPublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, listener, client := startPinned(t, provider)
 	server := serve(t, dir, fakeopenbao.State{Sealed: true})
 
 	// What the check answers, call by call: pass (the first reading), pass, pass, the record store unreachable, a
@@ -189,7 +188,7 @@ func TestWatchStoreReissuesWhenTheStoreChangesAndStopsOnARefusal(t *testing.T) {
 		t.Fatalf("waits %s after a failed check, want the quick poll", got)
 	}
 	fire <- time.Time{}
-	err = <-done
+	err := <-done
 	if !errors.Is(err, ErrStoreRefused) {
 		t.Fatalf("watch ended with %v, want the refusal", err)
 	}
@@ -215,15 +214,7 @@ func TestWatchStoreReissuesWhenTheStoreChangesAndStopsOnARefusal(t *testing.T) {
 // first reading is checked all the same, so a record that names another store stops the enclave at once instead of
 // serving the empty store until someone initialises it.
 func TestAStoreUninitialisedAtStartIsCheckedOnTheFirstReading(t *testing.T) {
-	dir := t.TempDir()
-	listener, err := Start(testConfig, newProvider(), dir, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := PinnedHealthClient(listener.CACertificate(), listener.LeafPublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, listener, client := startPinned(t, newProvider())
 	server := serve(t, dir, fakeopenbao.State{})
 	var checked []StoreState
 	check := func(_ context.Context, state StoreState) error {

@@ -21,10 +21,9 @@ import (
 	"confidential-vault.internal/bootstrap/fakekeyvault"
 )
 
-// expectedKey derives a key from a released RSA key as README.md specifies it (primes ascending, each with a 4-byte
-// big-endian length; HKDF-SHA256, no salt), independently of the code under test.
-func expectedKey(t *testing.T, key *rsa.PrivateKey, info string) []byte {
-	t.Helper()
+// expectedMaterial is the released RSA key's input keying material as README.md specifies it: primes ascending, each
+// with a 4-byte big-endian length, independently of the code under test.
+func expectedMaterial(key *rsa.PrivateKey) []byte {
 	p, q := key.Primes[0], key.Primes[1]
 	if p.Cmp(q) > 0 {
 		p, q = q, p
@@ -34,6 +33,14 @@ func expectedKey(t *testing.T, key *rsa.PrivateKey, info string) []byte {
 		material = binary.BigEndian.AppendUint32(material, uint32(len(prime.Bytes())))
 		material = append(material, prime.Bytes()...)
 	}
+	return material
+}
+
+// expectedKey derives a key from a released RSA key as README.md specifies it (primes ascending, each with a 4-byte
+// big-endian length; HKDF-SHA256, no salt), independently of the code under test.
+func expectedKey(t *testing.T, key *rsa.PrivateKey, info string) []byte {
+	t.Helper()
+	material := expectedMaterial(key)
 	derived, err := hkdf.Key(sha256.New, material, nil, info, 32)
 	if err != nil {
 		t.Fatal(err)
@@ -169,15 +176,7 @@ func TestPrepareReleasesTheKeyAndWritesTheStaticSealKey(t *testing.T) {
 // integer c; d = (c mod (n-1)) + 1 (FIPS 186-5 A.2.1); the public point is d·G.
 func expectedCAKey(t *testing.T, key *rsa.PrivateKey, keyID string) *ecdsa.PrivateKey {
 	t.Helper()
-	p, q := key.Primes[0], key.Primes[1]
-	if p.Cmp(q) > 0 {
-		p, q = q, p
-	}
-	var material []byte
-	for _, prime := range []*big.Int{p, q} {
-		material = binary.BigEndian.AppendUint32(material, uint32(len(prime.Bytes())))
-		material = append(material, prime.Bytes()...)
-	}
+	material := expectedMaterial(key)
 	seed, err := hkdf.Key(sha256.New, material, nil, "confidential-vault/openbao/listener-ca/v1\n"+keyID, 64)
 	if err != nil {
 		t.Fatal(err)

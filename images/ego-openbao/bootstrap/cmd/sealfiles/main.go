@@ -5,7 +5,6 @@
 package main
 
 import (
-	"crypto/rsa"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,45 +17,23 @@ import (
 )
 
 func main() {
-	keyID := flag.String("key-id", "", "the Key Vault key id ("+keyrelease.EnvSealKeyID+")")
-	releasedKey := flag.String("released-key", "", "PEM file with the RSA key Key Vault would release for -key-id")
-	previousKeyID := flag.String("previous-key-id", "", "during a rotation: "+keyrelease.EnvSealPreviousKeyID)
-	previousReleasedKey := flag.String("previous-released-key", "", "PEM file with the RSA key of -previous-key-id")
+	released := pemkey.RegisterReleasedFlags(flag.CommandLine)
 	out := flag.String("out", "", "directory for seal.key and previous-seal.key (the enclave's "+keyrelease.SealDir+")")
 	flag.Parse()
-	if err := run(*keyID, *releasedKey, *previousKeyID, *previousReleasedKey, *out); err != nil {
+	if err := run(released, *out); err != nil {
 		log.Fatalf("sealfiles: %v", err)
 	}
 }
 
-func run(keyID, releasedKey, previousKeyID, previousReleasedKey, out string) error {
-	if out == "" || keyID == "" || releasedKey == "" {
-		return errors.New("-out, -key-id and -released-key are required")
+func run(flags pemkey.ReleasedFlags, out string) error {
+	if out == "" {
+		return errors.New("-out is required")
 	}
-	if (previousKeyID == "") != (previousReleasedKey == "") {
-		return errors.New("-previous-key-id and -previous-released-key go together")
-	}
-	key, err := keyrelease.ParseKeyID(keyID)
-	if err != nil {
-		return fmt.Errorf("-key-id: %w", err)
-	}
-	released, err := pemkey.ReadRSA(releasedKey)
+	released, err := flags.Load()
 	if err != nil {
 		return err
 	}
-	var previous *keyrelease.KeyID
-	var previousReleased *rsa.PrivateKey
-	if previousKeyID != "" {
-		parsed, err := keyrelease.ParseKeyID(previousKeyID)
-		if err != nil {
-			return fmt.Errorf("-previous-key-id: %w", err)
-		}
-		previous = &parsed
-		if previousReleased, err = pemkey.ReadRSA(previousReleasedKey); err != nil {
-			return err
-		}
-	}
-	env, err := keyrelease.WriteSealFilesFor(out, key, released, previous, previousReleased)
+	env, err := keyrelease.WriteSealFilesFor(out, released.Key, released.Material, released.Previous, released.PreviousMaterial)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"crypto/rsa"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -31,14 +30,11 @@ import (
 func main() {
 	address := flag.String("address", "https://127.0.0.1:8200", "OpenBao's listener (the enclave uses "+bootstrap.LoopbackHealthURL+")")
 	caFile := flag.String("ca-file", "", "PEM CA certificate the listener's certificate must chain to (the listener CA)")
-	keyID := flag.String("key-id", "", "the Key Vault key id ("+keyrelease.EnvSealKeyID+")")
-	releasedKey := flag.String("released-key", "", "PEM file with the RSA key Key Vault would release for -key-id")
-	previousKeyID := flag.String("previous-key-id", "", "during a rotation: "+keyrelease.EnvSealPreviousKeyID)
-	previousReleasedKey := flag.String("previous-released-key", "", "PEM file with the RSA key of -previous-key-id")
+	released := pemkey.RegisterReleasedFlags(flag.CommandLine)
 	recordFile := flag.String("record", "", "the store identity record file (the enclave's Secret "+storeidentity.SecretName+")")
 	flag.Parse()
 	logger := log.New(os.Stderr, "storecheck: ", 0)
-	err := run(*address, *caFile, *keyID, *releasedKey, *previousKeyID, *previousReleasedKey, *recordFile, logger.Printf)
+	err := run(*address, *caFile, released, *recordFile, logger.Printf)
 	switch {
 	case errors.Is(err, bootstrap.ErrStoreRefused):
 		fmt.Printf("refused: %v\n", err)
@@ -48,12 +44,9 @@ func main() {
 	}
 }
 
-func run(address, caFile, keyID, releasedKey, previousKeyID, previousReleasedKey, recordFile string, logf func(string, ...any)) error {
-	if caFile == "" || keyID == "" || releasedKey == "" || recordFile == "" {
-		return errors.New("-ca-file, -key-id, -released-key and -record are required")
-	}
-	if (previousKeyID == "") != (previousReleasedKey == "") {
-		return errors.New("-previous-key-id and -previous-released-key go together")
+func run(address, caFile string, flags pemkey.ReleasedFlags, recordFile string, logf func(string, ...any)) error {
+	if caFile == "" || recordFile == "" {
+		return errors.New("-ca-file and -record are required")
 	}
 	base, err := url.Parse(address)
 	if err != nil || base.Scheme != "https" || base.Host == "" || strings.Trim(base.Path, "/") != "" {
@@ -62,27 +55,11 @@ func run(address, caFile, keyID, releasedKey, previousKeyID, previousReleasedKey
 	_, query, _ := strings.Cut(bootstrap.LoopbackHealthURL, "?")
 	healthURL := "https://" + base.Host + "/v1/sys/health?" + query
 
-	key, err := keyrelease.ParseKeyID(keyID)
-	if err != nil {
-		return fmt.Errorf("-key-id: %w", err)
-	}
-	released, err := pemkey.ReadRSA(releasedKey)
+	released, err := flags.Load()
 	if err != nil {
 		return err
 	}
-	var previous *keyrelease.KeyID
-	var previousReleased *rsa.PrivateKey
-	if previousKeyID != "" {
-		parsed, err := keyrelease.ParseKeyID(previousKeyID)
-		if err != nil {
-			return fmt.Errorf("-previous-key-id: %w", err)
-		}
-		previous = &parsed
-		if previousReleased, err = pemkey.ReadRSA(previousReleasedKey); err != nil {
-			return err
-		}
-	}
-	keys, err := keyrelease.StoreIdentityKeysFor(key, released, previous, previousReleased)
+	keys, err := keyrelease.StoreIdentityKeysFor(released.Key, released.Material, released.Previous, released.PreviousMaterial)
 	if err != nil {
 		return err
 	}
